@@ -1,0 +1,52 @@
+/** Checks of API arguments; each error names the argument. */
+
+export const MAX_TTL = 2 ** 31 - 1;
+
+/** Longest lock name accepted; a Redis key can be longer, but a name this long is a bug. */
+export const MAX_NAME_LENGTH = 1024;
+
+/** Validates a lock name argument; throws TypeError/RangeError naming the argument. */
+export function checkName(name: unknown, argument = 'name'): string {
+  if (typeof name !== 'string') throw new TypeError(`[egg-distributed-lock] ${argument} must be a string, got ${typeof name}`);
+  if (name.length === 0 || name.length > MAX_NAME_LENGTH) {
+    throw new RangeError(`[egg-distributed-lock] ${argument} must have 1 to ${MAX_NAME_LENGTH} characters, got ${name.length}`);
+  }
+  return name;
+}
+
+/** Normalises `name | names[]` into distinct names, sorted so that every process takes keys in one order. */
+export function checkNames(names: unknown): string[] {
+  if (Array.isArray(names)) {
+    if (names.length === 0) throw new RangeError('[egg-distributed-lock] names must not be empty');
+    const checked = names.map((n, i) => checkName(n, `names[${i}]`));
+    return [ ...new Set(checked) ].sort();
+  }
+  return [ checkName(names) ];
+}
+
+export function checkTtl(ttl: unknown, argument = 'ttl'): number {
+  if (typeof ttl !== 'number' || !Number.isInteger(ttl)) {
+    throw new TypeError(`[egg-distributed-lock] ${argument} must be an integer number of ms, got ${typeof ttl === 'number' ? ttl : typeof ttl}`);
+  }
+  if (ttl < 1 || ttl > MAX_TTL) throw new RangeError(`[egg-distributed-lock] ${argument} must be between 1 and ${MAX_TTL} ms, got ${ttl}`);
+  return ttl;
+}
+
+export function checkFunction(fn: unknown, argument: string): void {
+  if (typeof fn !== 'function') throw new TypeError(`[egg-distributed-lock] ${argument} must be a function, got ${typeof fn}`);
+}
+
+export function checkOptions<T extends object>(options: unknown, argument = 'options'): Partial<T> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`[egg-distributed-lock] ${argument} must be an object, got ${options === null ? 'null' : typeof options}`);
+  }
+  return options as Partial<T>;
+}
+
+export function checkCount(value: unknown, argument: string, min: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new RangeError(`[egg-distributed-lock] ${argument} must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,153 @@
+import type { ClusterOptions, RedisOptions, SentinelAddress } from 'ioredis';
+
+/** One Redis server given by address (a single node, or one of 3/5 independent Redlock masters). */
+export type RedisClientOptions = RedisOptions;
+
+export interface ScheduleLockConfig {
+  /** Wrap the app's `type: 'worker'` schedules so each fire runs once across the fleet. */
+  enable: boolean;
+  /** Lease of a job lock (ms); extended while the job runs. Defaults to the global `ttl`. */
+  ttl?: number;
+  /** What to do when Redis cannot be reached: `skip` the run (default) or `run` it anyway. */
+  onUnavailable: 'skip' | 'run';
+}
+
+/** `config.redlock`, as users write it. Exactly one of clients / cluster / sentinel / redis. */
+export interface RedlockConfig {
+  clients?: RedisClientOptions[];
+  cluster?: { nodes: Array<{ host: string; port: number }>; redisOptions?: ClusterOptions['redisOptions'] } & ClusterOptions;
+  sentinel?: { sentinels: Array<Partial<SentinelAddress>>; name: string } & RedisOptions;
+  /** Reuse egg-redis clients by name (`'default'` is egg-redis's single `client`). */
+  redis?: string | string[];
+  /** Lock key = `${prefix}_${name}`. */
+  prefix: string;
+  /** Default lease, ms. Long enough for a job to be extended well before it ends. */
+  ttl: number;
+  /** Attempts after the first, the delay between them (ms) and random jitter added (ms): node-redlock's names and defaults. */
+  retryCount: number;
+  retryDelay: number;
+  retryJitter: number;
+  /** Redlock clock drift allowance: ttl * driftFactor + 2 ms is taken off every lease. */
+  driftFactor: number;
+  /** Upper bound (ms) on the whole wait inside `lock()`; 0 = only retryCount bounds it. */
+  waitTimeout: number;
+  /** `using()` stops extending after this long (ms), so a runaway routine cannot hold a lock forever. */
+  maxHold: number;
+  /** One Redis command may take this long (ms) before its node counts as failed. */
+  commandTimeout: number;
+  /** How long boot waits (ms) for a quorum of nodes to connect before failing. */
+  connectTimeout: number;
+  app: boolean;
+  agent: boolean;
+  schedule: ScheduleLockConfig;
+}
+
+export const defaultConfig: RedlockConfig = {
+  prefix: 'JOB_LOCKER',
+  ttl: 10 * 60 * 1000,
+  retryCount: 10,
+  retryDelay: 200,
+  retryJitter: 100,
+  driftFactor: 0.01,
+  waitTimeout: 0,
+  maxHold: 60 * 60 * 1000,
+  commandTimeout: 2000,
+  connectTimeout: 10000,
+  app: true,
+  agent: false,
+  schedule: { enable: true, onUnavailable: 'skip' },
+};
+
+/** Where the locks live, after validation: exactly one source. */
+export type StoreSource =
+  | { kind: 'clients'; clients: RedisClientOptions[] }
+  | { kind: 'cluster'; cluster: NonNullable<RedlockConfig['cluster']> }
+  | { kind: 'sentinel'; sentinel: NonNullable<RedlockConfig['sentinel']> }
+  | { kind: 'redis'; names: string[] };
+
+const PREFIX = '[egg-distributed-lock]';
+
+function fail(field: string, expected: string, got: unknown): never {
+  throw new TypeError(`${PREFIX} config.redlock.${field} must be ${expected}, got ${describe(got)}`);
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (value === null || typeof value !== 'object') return String(value);
+  return 'an object';
+}
+
+export function checkInteger(field: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(field, `an integer between ${min} and ${max}`, value);
+  }
+  return value;
+}
+
+function checkAddress(field: string, node: unknown): void {
+  if (!node || typeof node !== 'object') fail(field, 'an object like { host, port }', node);
+  const { host, port, path } = node as { host?: unknown; port?: unknown; path?: unknown };
+  if (path !== undefined) {
+    if (typeof path !== 'string' || !path) fail(`${field}.path`, 'a non-empty socket path', path);
+    return;
+  }
+  if (host !== undefined && (typeof host !== 'string' || !host)) fail(`${field}.host`, 'a non-empty string', host);
+  if (port !== undefined) checkInteger(`${field}.port`, port, 1, 65535);
+}
+
+/** Validates `config.redlock` and tells where locks live. Throws a TypeError naming the field. */
+export function validateConfig(config: RedlockConfig): StoreSource {
+  if (!config || typeof config !== 'object') fail('', 'an object', config);
+  const given = ([ 'clients', 'cluster', 'sentinel', 'redis' ] as const).filter(k => config[k] !== undefined);
+  if (given.length !== 1) {
+    throw new TypeError(`${PREFIX} config.redlock must set exactly one of 'clients', 'cluster', 'sentinel' or 'redis'` +
+      (given.length ? `, got ${given.map(k => `'${k}'`).join(' and ')}` : ', got none'));
+  }
+  if (typeof config.prefix !== 'string') fail('prefix', 'a string', config.prefix);
+  checkInteger('ttl', config.ttl, 1, 2 ** 31 - 1);
+  checkInteger('retryCount', config.retryCount, -1);
+  checkInteger('retryDelay', config.retryDelay, 0);
+  checkInteger('retryJitter', config.retryJitter, 0);
+  checkInteger('waitTimeout', config.waitTimeout, 0);
+  checkInteger('maxHold', config.maxHold, 1);
+  checkInteger('commandTimeout', config.commandTimeout, 1);
+  checkInteger('connectTimeout', config.connectTimeout, 1);
+  if (typeof config.driftFactor !== 'number' || !(config.driftFactor >= 0 && config.driftFactor < 0.5)) {
+    fail('driftFactor', 'a number in [0, 0.5)', config.driftFactor);
+  }
+  const schedule = config.schedule;
+  if (!schedule || typeof schedule !== 'object') fail('schedule', 'an object', schedule);
+  if (schedule.ttl !== undefined) checkInteger('schedule.ttl', schedule.ttl, 1, 2 ** 31 - 1);
+  if (schedule.onUnavailable !== 'skip' && schedule.onUnavailable !== 'run') {
+    fail('schedule.onUnavailable', "'skip' or 'run'", schedule.onUnavailable);
+  }
+
+  const kind = given[0];
+  if (kind === 'clients') {
+    const clients = config.clients;
+    if (!Array.isArray(clients) || clients.length === 0) fail('clients', 'a non-empty array of { host, port }', clients);
+    clients.forEach((c, i) => checkAddress(`clients[${i}]`, c));
+    return { kind, clients };
+  }
+  if (kind === 'cluster') {
+    const cluster = config.cluster!;
+    if (!Array.isArray(cluster.nodes) || cluster.nodes.length === 0) fail('cluster.nodes', 'a non-empty array of { host, port }', cluster.nodes);
+    cluster.nodes.forEach((n, i) => checkAddress(`cluster.nodes[${i}]`, n));
+    return { kind, cluster };
+  }
+  if (kind === 'sentinel') {
+    const sentinel = config.sentinel!;
+    if (!Array.isArray(sentinel.sentinels) || sentinel.sentinels.length === 0) {
+      fail('sentinel.sentinels', 'a non-empty array of { host, port }', sentinel.sentinels);
+    }
+    sentinel.sentinels.forEach((n, i) => checkAddress(`sentinel.sentinels[${i}]`, n));
+    if (typeof sentinel.name !== 'string' || !sentinel.name) fail('sentinel.name', 'the master group name', sentinel.name);
+    return { kind, sentinel };
+  }
+  const names = typeof config.redis === 'string' ? [ config.redis ] : config.redis;
+  if (!Array.isArray(names) || names.length === 0 || names.some(n => typeof n !== 'string' || !n)) {
+    fail('redis', "an egg-redis client name or a non-empty array of names (e.g. 'default')", config.redis);
+  }
+  return { kind, names };
+}

@@ -1,0 +1,24 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+
+/** The one place the key format lives: `${prefix}_${name}` (or the bare name with an empty prefix). */
+export function lockKey(prefix: string, name: string): string {
+  return prefix ? `${prefix}_${name}` : name;
+}
+
+/** This process, as other processes see it in a busy error. */
+export const OWNER = `${hostname()}/${process.pid}`;
+
+/**
+ * A lock value: 32 random hex characters (what node-redlock stores) followed by who holds it.
+ * node-redlock only compares values for equality, so the suffix keeps the two wire-compatible.
+ */
+export function newLockValue(): string {
+  return `${randomBytes(16).toString('hex')}@${OWNER}`;
+}
+
+/** Who holds a key, read from its value; values written by other clients are shown as such. */
+export function holderOf(value: string): string {
+  const at = value.indexOf('@');
+  return at === 32 ? value.slice(at + 1) : `another client (value ${value.slice(0, 12)}…)`;
+}

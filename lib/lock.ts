@@ -1,0 +1,72 @@
+import { LockLostError, LockUnavailableError } from './errors';
+import { extendQuorum, releaseQuorum, unreachable } from './quorum';
+import type { LockStore } from './store';
+import { checkTtl } from './arguments';
+
+/** What a Lock needs from the client that made it. */
+export interface LockOwner {
+  readonly stores: LockStore[];
+  readonly driftFactor: number;
+  forget(lock: Lock): void;
+}
+
+/** A lease on one or more keys, held by this process until `expiration` unless extended. */
+export class Lock {
+  private released = false;
+
+  constructor(
+    private readonly owner: LockOwner,
+    /** The names as given (sorted, distinct). */
+    readonly names: string[],
+    /** The Redis keys, `${prefix}_${name}`. */
+    readonly keys: string[],
+    /** The random owner value stored in every key. */
+    readonly value: string,
+    /** Epoch ms at which the lease ends unless extended (clock drift already taken off). */
+    public expiration: number,
+  ) {}
+
+  /** The name, or the names joined by `,` for a multi-name lock. */
+  get name(): string {
+    return this.names.join(',');
+  }
+
+  /** The Redis key, or the keys joined by `,` for a multi-name lock. */
+  get key(): string {
+    return this.keys.join(',');
+  }
+
+  /** Milliseconds left on the lease by this process's clock; 0 once it has run out. */
+  get remainingMs(): number {
+    return Math.max(0, this.expiration - Date.now());
+  }
+
+  /**
+   * Sets the lease to `ttl` ms from now. Rejects with LockLostError when the lock is no longer
+   * ours (expired, taken, or released), LockUnavailableError when too few nodes answered.
+   */
+  async extend(ttl: number): Promise<this> {
+    checkTtl(ttl);
+    if (this.released) throw new LockLostError(this.keys, 'it was already released');
+    const result = await extendQuorum(this.owner.stores, this.keys, this.value, ttl, this.owner.driftFactor);
+    if (result.granted) {
+      this.expiration = result.expiration;
+      return this;
+    }
+    if (unreachable(result.outcomes)) throw new LockUnavailableError(this.keys, result.outcomes);
+    throw new LockLostError(this.keys, 'it expired or another client holds it now', result.outcomes);
+  }
+
+  /**
+   * Releases the lock. Resolves false when it had already expired or been taken (it never deletes a
+   * lock someone else holds); rejects with LockUnavailableError only when too few nodes answered to tell.
+   */
+  async unlock(): Promise<boolean> {
+    if (this.released) return false;
+    const result = await releaseQuorum(this.owner.stores, this.keys, this.value);
+    if (!result.granted && unreachable(result.outcomes)) throw new LockUnavailableError(this.keys, result.outcomes);
+    this.released = true;
+    this.owner.forget(this);
+    return result.granted;
+  }
+}

@@ -1,0 +1,65 @@
+import type { NodeOutcome } from './errors';
+import type { LockStore } from './store';
+import { holderOf } from './keys';
+import { leaseEnd, quorum } from './timing';
+
+/**
+ * The Redlock algorithm over N logical nodes as plain functions: ask every node at once, count the
+ * nodes that granted, and trust the result only with a quorum inside the lease's validity time.
+ * With one node the quorum is that node and the same code has no extra cost.
+ */
+
+export interface QuorumResult {
+  granted: boolean;
+  /** When the lease ends by this process's clock (drift already taken off). */
+  expiration: number;
+  outcomes: NodeOutcome[];
+}
+
+async function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>): Promise<NodeOutcome[]> {
+  return Promise.all(stores.map(store => ask(store).then(
+    outcome => ({ node: store.node, ...outcome }),
+    (err: Error) => ({ node: store.node, status: 'error' as const, error: err.message }),
+  )));
+}
+
+function granted(outcomes: NodeOutcome[]): boolean {
+  return outcomes.filter(o => o.status === 'granted').length >= quorum(outcomes.length);
+}
+
+export async function acquireQuorum(stores: LockStore[], keys: string[], value: string, ttl: number, driftFactor: number): Promise<QuorumResult> {
+  const startedAt = Date.now();
+  const outcomes = await askEveryNode(stores, async store => {
+    const reply = await store.acquire(keys, value, ttl);
+    if (reply.granted) return { status: 'granted' };
+    return { status: 'held', key: reply.key, holder: holderOf(reply.holder), remainingMs: reply.remainingMs };
+  });
+  const expiration = leaseEnd(startedAt, ttl, driftFactor);
+  if (granted(outcomes) && expiration > Date.now()) return { granted: true, expiration, outcomes };
+  // A failed attempt may still hold some nodes (or be about to): release everywhere, owner-checked.
+  if (outcomes.some(o => o.status !== 'held')) await releaseQuorum(stores, keys, value);
+  return { granted: false, expiration, outcomes };
+}
+
+export async function extendQuorum(stores: LockStore[], keys: string[], value: string, ttl: number, driftFactor: number): Promise<QuorumResult> {
+  const startedAt = Date.now();
+  const outcomes = await askEveryNode(stores, async store => ({
+    status: await store.extend(keys, value, ttl) ? 'granted' : 'held',
+  }));
+  const expiration = leaseEnd(startedAt, ttl, driftFactor);
+  return { granted: granted(outcomes) && expiration > Date.now(), expiration, outcomes };
+}
+
+/** `granted` when a quorum of nodes still held the lock and deleted it. */
+export async function releaseQuorum(stores: LockStore[], keys: string[], value: string): Promise<QuorumResult> {
+  const outcomes = await askEveryNode(stores, async store => ({
+    status: await store.release(keys, value) === keys.length ? 'granted' : 'held',
+  }));
+  return { granted: granted(outcomes), expiration: 0, outcomes };
+}
+
+/** Whether too few nodes answered for the outcome to mean anything (as opposed to "someone else holds it"). */
+export function unreachable(outcomes: NodeOutcome[]): boolean {
+  const failed = outcomes.filter(o => o.status === 'error').length;
+  return failed > outcomes.length - quorum(outcomes.length);
+}

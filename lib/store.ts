@@ -1,0 +1,114 @@
+import calculateSlot from 'cluster-key-slot';
+import { COMMANDS, CommandName } from './scripts';
+
+/** What ioredis (4 or 5, plain or Cluster) offers that the store uses: enough to borrow egg-redis clients. */
+export interface RedisLike {
+  status: string;
+  defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void;
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  once(event: string, listener: (...args: any[]) => void): unknown;
+  removeListener(event: string, listener: (...args: any[]) => void): unknown;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+  [command: string]: any;
+}
+
+export type AcquireReply = { granted: true } | { granted: false; key: string; holder: string; remainingMs: number };
+
+/**
+ * One logical Redis: a single server, a Sentinel-managed master or a whole Cluster. Runs the lock
+ * scripts with a time limit, so a hung node counts as failed instead of stalling the quorum.
+ */
+export class LockStore {
+  lastError?: string;
+
+  constructor(
+    readonly client: RedisLike,
+    /** Address for logs and errors; never holds a password. */
+    readonly node: string,
+    /** Whether the plugin created the client (and so may quit it), or borrowed it from egg-redis. */
+    readonly owned: boolean,
+    private readonly commandTimeout: number,
+  ) {
+    for (const [ name, lua ] of Object.entries(COMMANDS)) {
+      if (typeof client[name] !== 'function') client.defineCommand(name, { lua });
+    }
+    client.on('error', (err: Error) => { this.lastError = err.message; });
+  }
+
+  get ready(): boolean {
+    return this.client.status === 'ready';
+  }
+
+  /** Resolves when the client is connected, rejects with the last connection error after `timeoutMs`. */
+  waitReady(timeoutMs: number): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onReady = () => { clearTimeout(timer); resolve(); };
+      const timer = setTimeout(() => {
+        this.client.removeListener('ready', onReady);
+        reject(new Error(this.lastError ?? `not connected after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.client.once('ready', onReady);
+    });
+  }
+
+  async acquire(keys: string[], value: string, ttl: number): Promise<AcquireReply> {
+    const groups = this.slotGroups(keys);
+    for (let i = 0; i < groups.length; i++) {
+      const reply = await this.run('redlockAcquire', groups[i], [ value, ttl ]);
+      if (reply !== 1) {
+        // A Cluster lock over several slots is taken group by group; undo the groups already taken.
+        if (i > 0) await this.release(groups.slice(0, i).flat(), value);
+        const [ key, holder, remainingMs ] = reply as [string, string, number];
+        return { granted: false, key, holder, remainingMs };
+      }
+    }
+    return { granted: true };
+  }
+
+  /** How many of `keys` still held `value` and were deleted. */
+  async release(keys: string[], value: string): Promise<number> {
+    let released = 0;
+    for (const group of this.slotGroups(keys)) released += Number(await this.run('redlockRelease', group, [ value ]));
+    return released;
+  }
+
+  /** True when every key still held `value` and now has a lease of `ttl` ms. */
+  async extend(keys: string[], value: string, ttl: number): Promise<boolean> {
+    for (const group of this.slotGroups(keys)) {
+      if (Number(await this.run('redlockExtend', group, [ value, ttl ])) !== 1) return false;
+    }
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (!this.owned) return;
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+
+  /** A script may only touch keys of one Cluster slot; elsewhere all keys go in one script. */
+  private slotGroups(keys: string[]): string[][] {
+    if (this.client.isCluster !== true || keys.length === 1) return [ keys ];
+    const bySlot = new Map<number, string[]>();
+    for (const key of keys) {
+      const slot = calculateSlot(key);
+      bySlot.set(slot, [ ...(bySlot.get(slot) ?? []), key ]);
+    }
+    return [ ...bySlot.values() ];
+  }
+
+  private run(command: CommandName, keys: string[], args: Array<string | number>): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out after ${this.commandTimeout} ms`)), this.commandTimeout);
+      (this.client[command](keys.length, ...keys, ...args) as Promise<unknown>).then(
+        reply => { clearTimeout(timer); resolve(reply); },
+        (err: Error) => { clearTimeout(timer); reject(err); },
+      );
+    });
+  }
+}

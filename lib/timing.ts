@@ -1,0 +1,29 @@
+/** The timing math of the Redlock algorithm, in one place. */
+
+/** Majority of `n` independent masters (N/2+1); a single logical node needs itself. */
+export function quorum(n: number): number {
+  return Math.floor(n / 2) + 1;
+}
+
+/** Clocks of the lock holder and the Redis servers may run at slightly different rates: allow for it. */
+export function clockDrift(ttl: number, driftFactor: number): number {
+  return Math.round(ttl * driftFactor) + 2;
+}
+
+/**
+ * Until when a lease granted by a quorum can be trusted: measured from the moment the request was
+ * sent (not answered), minus the drift allowance. Non-positive validity means it is not a lock.
+ */
+export function leaseEnd(startedAt: number, ttl: number, driftFactor: number): number {
+  return startedAt + ttl - clockDrift(ttl, driftFactor);
+}
+
+/** Delay before the next attempt: node-redlock's retryDelay plus a random jitter to de-synchronise contenders. */
+export function retryDelay(delay: number, jitter: number): number {
+  return delay + Math.floor(Math.random() * (jitter + 1));
+}
+
+/** When an automatic extension is due: half-way through the remaining lease, so one failed try leaves time for another. */
+export function extensionDue(now: number, expiration: number): number {
+  return Math.max(0, Math.floor((expiration - now) / 2));
+}

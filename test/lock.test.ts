@@ -1,0 +1,231 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Redis from 'ioredis';
+import { LockBusyError, LockLostError, LockUnavailableError } from '../lib/errors';
+import type { Redlock } from '../lib/redlock';
+import { inspect, redlockOn } from './support/clients';
+import { killAll, RedisServer, startRedisServers } from './support/redis-server';
+
+for (const masters of [ 1, 3 ]) {
+  describe(`lock engine on ${masters === 1 ? 'a single node' : '3 independent masters'}`, () => {
+    let servers: RedisServer[];
+    let redlock: Redlock;
+    let other: Redlock;
+    let views: Redis[];
+
+    before(async () => {
+      servers = await startRedisServers(masters);
+      views = servers.map(inspect);
+    });
+    beforeEach(async () => {
+      await Promise.all(servers.map(s => s.restart()));
+      await Promise.all(views.map(v => v.flushall()));
+      redlock = await redlockOn(servers);
+      other = await redlockOn(servers);
+    });
+    afterEach(async () => {
+      await redlock.close();
+      await other.close();
+    });
+    after(async () => {
+      views.forEach(v => v.disconnect());
+      await killAll(servers);
+    });
+
+    it('stores a random owner value under `${prefix}_${name}` with the lease as PX', async () => {
+      const lock = await redlock.lock('report', 5000);
+      assert.equal(lock.key, 'JOB_LOCKER_report');
+      assert.deepEqual(lock.keys, [ 'JOB_LOCKER_report' ]);
+      for (const view of views) {
+        assert.equal(await view.get('JOB_LOCKER_report'), lock.value);
+        const pttl = await view.pttl('JOB_LOCKER_report');
+        assert.ok(pttl > 4000 && pttl <= 5000, `pttl ${pttl}`);
+      }
+      assert.match(lock.value, /^[0-9a-f]{32}@.+\/\d+$/);
+      assert.ok(lock.remainingMs > 4000 && lock.remainingMs <= 5000);
+      assert.equal(await lock.unlock(), true);
+      for (const view of views) assert.equal(await view.exists('JOB_LOCKER_report'), 0);
+    });
+
+    it('lets exactly one of 50 concurrent contenders in at a time, and all of them eventually', async () => {
+      const clients = [ redlock, other, ...await Promise.all([ 1, 2, 3 ].map(() => redlockOn(servers))) ];
+      let inside = 0;
+      let maxInside = 0;
+      let done = 0;
+      try {
+        await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+          const lock = await clients[i % clients.length].lock('counter', 5000, { retryCount: -1, retryDelay: 5, retryJitter: 10 });
+          inside++;
+          maxInside = Math.max(maxInside, inside);
+          await sleep(2);
+          inside--;
+          done++;
+          assert.equal(await lock.unlock(), true);
+        }));
+      } finally {
+        await Promise.all(clients.slice(2).map(c => c.close()));
+      }
+      assert.equal(maxInside, 1);
+      assert.equal(done, 50);
+    });
+
+    it('says who holds a busy lock and for how long', async () => {
+      const held = await other.lock('busy', 3000);
+      const err = await redlock.lock('busy', 1000, { retryCount: 2, retryDelay: 10, retryJitter: 0 }).catch(e => e);
+      assert.ok(err instanceof LockBusyError, String(err));
+      assert.equal(err.holder, held.value.split('@')[1]);
+      assert.ok(err.remainingMs > 2000 && err.remainingMs <= 3000, String(err.remainingMs));
+      assert.equal(err.attempts, 3);
+      assert.match(err.message, /JOB_LOCKER_busy is busy: held by .+\/\d+ for ~\d+ more ms \(gave up after 3 attempts\)/);
+      assert.equal(err.outcomes.filter(o => o.status === 'held').length, masters);
+      assert.equal(await redlock.tryLock('busy', 1000), null);
+      assert.equal(await held.unlock(), true);
+    });
+
+    it('never releases a lock that expired and was taken by someone else', async () => {
+      const mine = await redlock.lock('owner', 100);
+      await sleep(150);
+      const theirs = await other.lock('owner', 5000);
+      assert.equal(await mine.unlock(), false);
+      for (const view of views) assert.equal(await view.get('JOB_LOCKER_owner'), theirs.value);
+      await assert.rejects(mine.extend(1000), LockLostError);
+      assert.equal(await theirs.unlock(), true);
+      assert.equal(await theirs.unlock(), false, 'a second unlock is a no-op');
+    });
+
+    it('frees an expired lease for the next client', async () => {
+      await redlock.lock('expiring', 100);
+      assert.equal(await other.tryLock('expiring', 100), null);
+      await sleep(150);
+      const next = await other.tryLock('expiring', 1000);
+      assert.ok(next);
+    });
+
+    it('extends a lease it still owns', async () => {
+      const lock = await redlock.lock('extended', 300);
+      await sleep(150);
+      await lock.extend(2000);
+      assert.ok(lock.remainingMs > 1800);
+      await sleep(300);
+      assert.equal(await other.tryLock('extended', 1000), null, 'still held past the first lease');
+      for (const view of views) assert.ok(await view.pttl('JOB_LOCKER_extended') > 1000);
+    });
+
+    it('takes all names or none', async () => {
+      const both = await redlock.lock([ 'b', 'a', 'a' ], 5000);
+      assert.deepEqual(both.names, [ 'a', 'b' ]);
+      assert.equal(both.name, 'a,b');
+      assert.equal(await other.tryLock('b', 1000), null);
+      await both.unlock();
+
+      const b = await other.lock('b', 5000);
+      const err = await redlock.lock([ 'a', 'b' ], 5000, { retryCount: 0 }).catch(e => e);
+      assert.ok(err instanceof LockBusyError);
+      assert.deepEqual(err.keys, [ 'JOB_LOCKER_a', 'JOB_LOCKER_b' ]);
+      for (const view of views) assert.equal(await view.exists('JOB_LOCKER_a'), 0, 'no partial lock left behind');
+      await b.unlock();
+    });
+
+    it('keeps the lease alive in using(), then releases', async () => {
+      const result = await redlock.using('job', 200, async (signal, lock) => {
+        await sleep(600);
+        assert.equal(signal.aborted, false);
+        assert.equal(await other.tryLock('job', 100), null);
+        return lock.value;
+      });
+      assert.match(result, /@/);
+      for (const view of views) assert.equal(await view.exists('JOB_LOCKER_job'), 0);
+      assert.equal(redlock.locks.length, 0);
+    });
+
+    it('aborts the signal the moment the lease is lost, and using() rejects', async () => {
+      let seen: unknown;
+      const err = await redlock.using('stolen', 300, async signal => {
+        for (const view of views) await view.set('JOB_LOCKER_stolen', 'someone-else', 'PX', 5000);
+        await new Promise(resolve => signal.addEventListener('abort', resolve));
+        seen = signal.reason;
+        return 'finished anyway';
+      }).catch(e => e);
+      assert.ok(seen instanceof LockLostError);
+      assert.equal(err, seen);
+      for (const view of views) assert.equal(await view.get('JOB_LOCKER_stolen'), 'someone-else', 'the new holder keeps it');
+    });
+
+    it('stops extending at maxHold', async () => {
+      const start = Date.now();
+      const err = await redlock.using('runaway', 200, signal => new Promise((_, reject) => {
+        signal.addEventListener('abort', () => reject(signal.reason));
+      }), { maxHold: 500 }).catch(e => e);
+      assert.ok(err instanceof LockLostError);
+      assert.match(err.message, /maxHold/);
+      assert.ok(Date.now() - start >= 450, `lost after ${Date.now() - start} ms`);
+    });
+
+    it('rejects bad arguments with errors that name them', async () => {
+      await assert.rejects(redlock.lock('' as string), /name must have 1 to 1024 characters/);
+      await assert.rejects(redlock.lock(42 as any), /name must be a string/);
+      await assert.rejects(redlock.lock([], 1000), /names must not be empty/);
+      await assert.rejects(redlock.lock([ 'a', 7 as any ], 1000), /names\[1\] must be a string/);
+      await assert.rejects(redlock.lock('x'.repeat(2000)), RangeError);
+      await assert.rejects(redlock.lock('a', 0), /ttl must be between 1 and/);
+      await assert.rejects(redlock.lock('a', 1.5), /ttl must be an integer/);
+      await assert.rejects(redlock.lock('a', 100, { retryCount: -2 }), /options.retryCount/);
+      await assert.rejects(redlock.lock('a', 100, 'fast' as any), /options must be an object/);
+      await assert.rejects(redlock.using('a', 100, undefined as any), /routine must be a function/);
+      const lock = await redlock.lock('a', 1000);
+      await assert.rejects(lock.extend(-5), RangeError);
+      await lock.unlock();
+      for (const view of views) assert.equal(await view.dbsize(), 0, 'nothing left behind');
+    });
+
+    it('releases what it holds at close and refuses new locks after', async () => {
+      await redlock.lock('left-open', 60000);
+      await redlock.lock([ 'x', 'y' ], 60000);
+      await redlock.close();
+      for (const view of views) assert.equal(await view.dbsize(), 0);
+      await assert.rejects(redlock.lock('late'), /closed/);
+    });
+
+    if (masters === 1) {
+      it('fails fast with an unavailable error when the node is down', async () => {
+        await servers[0].kill();
+        const start = Date.now();
+        const err = await redlock.lock('down', 1000, { retryCount: 1 }).catch(e => e);
+        assert.ok(err instanceof LockUnavailableError, String(err));
+        assert.match(err.message, new RegExp(`127.0.0.1:${servers[0].port}`));
+        assert.ok(Date.now() - start < 2000);
+        await assert.rejects(redlock.tryLock('down', 1000), LockUnavailableError);
+      });
+    } else {
+      it('keeps working with one of three masters down', async () => {
+        await servers[2].kill();
+        const lock = await redlock.lock('degraded', 5000);
+        assert.equal(await other.tryLock('degraded', 1000), null);
+        assert.equal(await lock.unlock(), true);
+        assert.ok(await other.tryLock('degraded', 1000));
+      });
+
+      it('is unavailable with two of three masters down, naming them', async () => {
+        await servers[1].kill();
+        await servers[2].kill();
+        const err = await redlock.lock('quorumless', 1000, { retryCount: 0 }).catch(e => e);
+        assert.ok(err instanceof LockUnavailableError, String(err));
+        assert.match(err.message, /no quorum: 2 of 3 Redis nodes failed/);
+        assert.match(err.message, new RegExp(`127.0.0.1:${servers[1].port}`));
+        assert.match(err.message, new RegExp(`127.0.0.1:${servers[2].port}`));
+        assert.equal(await views[0].exists('JOB_LOCKER_quorumless'), 0, 'the one granted node was released');
+      });
+
+      it('times out a paused master instead of hanging, and still locks on the other two', async () => {
+        servers[0].pause();
+        try {
+          const lock = await redlock.lock('paused', 5000);
+          assert.equal(lock.keys[0], 'JOB_LOCKER_paused');
+          assert.equal(await lock.unlock(), true);
+        } finally {
+          servers[0].resume();
+        }
+      });
+    }
+  });
+}

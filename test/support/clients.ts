@@ -1,0 +1,31 @@
+import Redis from 'ioredis';
+import { connectRedlock } from '../../lib/boot';
+import { defaultConfig, RedlockConfig } from '../../lib/config';
+import type { Redlock } from '../../lib/redlock';
+import type { RedisServer } from './redis-server';
+
+/** Log lines the plugin wrote, kept so tests can assert on them (and check no password leaks). */
+export class MemoryLogger {
+  readonly lines: string[] = [];
+  info(...args: unknown[]) { this.lines.push([ 'INFO', ...args ].map(String).join(' ')); }
+  warn(...args: unknown[]) { this.lines.push([ 'WARN', ...args ].map(String).join(' ')); }
+  error(...args: unknown[]) { this.lines.push([ 'ERROR', ...args ].map(String).join(' ')); }
+}
+
+/** A lock client over the given servers, with short retries so tests stay quick. */
+export function redlockOn(servers: RedisServer[], overrides: Partial<RedlockConfig> = {}, logger = new MemoryLogger()): Promise<Redlock> {
+  return connectRedlock({
+    ...defaultConfig,
+    retryDelay: 20,
+    retryJitter: 20,
+    connectTimeout: 2000,
+    commandTimeout: 500,
+    clients: servers.map(s => ({ host: '127.0.0.1', port: s.port })),
+    ...overrides,
+  }, logger);
+}
+
+/** A plain connection for looking at (or tampering with) a server from outside the plugin. */
+export function inspect(server: RedisServer): Redis {
+  return new Redis({ host: '127.0.0.1', port: server.port, lazyConnect: false, maxRetriesPerRequest: 1 });
+}

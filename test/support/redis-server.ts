@@ -1,0 +1,100 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { connect, createServer } from 'node:net';
+
+/** A free TCP port on loopback, as the OS hands one out. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A real `redis-server` on a free loopback port, with nothing persisted, which a test can kill,
+ * pause (SIGSTOP) and restart on the same port. Never the machine's shared 6379.
+ */
+export class RedisServer {
+  private process?: ChildProcess;
+
+  private constructor(readonly port: number, private readonly extraArgs: string[]) {}
+
+  static async start(extraArgs: string[] = []): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), extraArgs);
+    await server.restart();
+    return server;
+  }
+
+  get running(): boolean {
+    return !!this.process && this.process.exitCode === null && this.process.signalCode === null;
+  }
+
+  /** Starts the server (again) on its port and resolves once it accepts connections. */
+  restart(): Promise<void> {
+    if (this.running) return Promise.resolve();
+    const child = spawn('redis-server', [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--daemonize', 'no', '--loglevel', 'warning', '--logfile', '', ...this.extraArgs,
+    ], { stdio: [ 'ignore', 'pipe', 'pipe' ] });
+    this.process = child;
+    return new Promise((resolve, reject) => {
+      let output = '';
+      const timer = setTimeout(() => reject(new Error(`redis-server on ${this.port} did not start: ${output}`)), 10000);
+      const probe = setInterval(async () => {
+        if (await this.ping()) {
+          clearInterval(probe);
+          clearTimeout(timer);
+          resolve();
+        }
+      }, 20);
+      child.stdout!.on('data', chunk => { output += chunk; });
+      child.stderr!.on('data', chunk => { output += chunk; });
+      child.once('error', err => { clearInterval(probe); clearTimeout(timer); reject(err); });
+      child.once('exit', code => {
+        clearInterval(probe);
+        clearTimeout(timer);
+        reject(new Error(`redis-server on ${this.port} exited with ${code}: ${output}`));
+      });
+    });
+  }
+
+  private ping(): Promise<boolean> {
+    return new Promise(resolve => {
+      const socket = connect(this.port, '127.0.0.1');
+      socket.once('connect', () => { socket.end('PING\r\n'); });
+      socket.once('data', (d: Buffer) => { socket.destroy(); resolve(d.toString().startsWith('+PONG')); });
+      socket.once('error', () => resolve(false));
+    });
+  }
+
+  /** Kills the server (SIGKILL): its keys are gone, as with a crash of a node that keeps nothing on disk. */
+  async kill(): Promise<void> {
+    const child = this.process;
+    if (!child || !this.running) return;
+    child.kill('SIGCONT');
+    const exited = new Promise(resolve => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  pause(): void {
+    this.process?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.process?.kill('SIGCONT');
+  }
+}
+
+/** Starts `n` servers in parallel. */
+export function startRedisServers(n: number, extraArgs: string[] = []): Promise<RedisServer[]> {
+  return Promise.all(Array.from({ length: n }, () => RedisServer.start(extraArgs)));
+}
+
+export async function killAll(servers: RedisServer[]): Promise<void> {
+  await Promise.all(servers.map(s => s.kill()));
+}
