@@ -4,3 +4,7 @@ export { Lock } from './lib/lock';
 export { LockError, LockBusyError, LockUnavailableError, LockLostError } from './lib/errors';
 export type { NodeOutcome } from './lib/errors';
 export type { RedlockConfig, ScheduleLockConfig } from './lib/config';
+export type { JobRun } from './lib/schedule/last-run';
+export type { ScheduleLockState } from './lib/schedule/locked-task';
+export type { JobLockOptions } from './lib/schedule';
+export { holdElsewhere, simulateRedisDown } from './lib/testing';

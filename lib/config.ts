@@ -10,6 +10,11 @@ export interface ScheduleLockConfig {
   ttl?: number;
   /** What to do when Redis cannot be reached: `skip` the run (default) or `run` it anyway. */
   onUnavailable: 'skip' | 'run';
+  /**
+   * How far (ms) machines' clocks may differ: a cron fire's lock is held until min(half the period,
+   * this) after the fire time, so a machine that fires the same tick later still finds it taken.
+   */
+  clockTolerance: number;
 }
 
 /** `config.redlock`, as users write it. Exactly one of clients / cluster / sentinel / redis. */
@@ -55,7 +60,7 @@ export const defaultConfig: RedlockConfig = {
   connectTimeout: 10000,
   app: true,
   agent: false,
-  schedule: { enable: true, onUnavailable: 'skip' },
+  schedule: { enable: true, onUnavailable: 'skip', clockTolerance: 5 * 60 * 1000 },
 };
 
 /** Where the locks live, after validation: exactly one source. */
@@ -119,6 +124,7 @@ export function validateConfig(config: RedlockConfig): StoreSource {
   const schedule = config.schedule;
   if (!schedule || typeof schedule !== 'object') fail('schedule', 'an object', schedule);
   if (schedule.ttl !== undefined) checkInteger('schedule.ttl', schedule.ttl, 1, 2 ** 31 - 1);
+  checkInteger('schedule.clockTolerance', schedule.clockTolerance, 0, 2 ** 31 - 1);
   if (schedule.onUnavailable !== 'skip' && schedule.onUnavailable !== 'run') {
     fail('schedule.onUnavailable', "'skip' or 'run'", schedule.onUnavailable);
   }

@@ -6,6 +6,11 @@ export function lockKey(prefix: string, name: string): string {
   return prefix ? `${prefix}_${name}` : name;
 }
 
+/** Where a scheduled job's last run is recorded, beside its lock key. */
+export function lastRunKey(prefix: string, name: string): string {
+  return `${lockKey(prefix, name)}:last`;
+}
+
 /** This process, as other processes see it in a busy error. */
 export const OWNER = `${hostname()}/${process.pid}`;
 

@@ -1,6 +1,7 @@
 import type { Agent, Application, IBoot } from 'egg';
 import { validateConfig } from './config';
 import { createRedlock } from './boot';
+import { lockAppSchedules } from './schedule';
 
 /**
  * The plugin's lifecycle on one side (app or agent). The client is built in `didLoad` because Egg 3
@@ -15,8 +16,14 @@ export class RedlockBoot implements IBoot {
   }
 
   async didLoad(): Promise<void> {
-    if (!this.app.config.redlock[this.side]) return;
+    const config = this.app.config.redlock;
+    if (this.side === 'app' && !config.app && config.schedule.enable) {
+      this.app.coreLogger.warn('[egg-distributed-lock] config.redlock.app is false: scheduled jobs are NOT locked and run on every machine');
+    }
+    if (!config[this.side]) return;
     this.app.redlock = await createRedlock(this.app);
+    // Workers run the schedules; egg-schedule has loaded them by now (it is a dependency).
+    if (this.side === 'app' && config.schedule.enable) lockAppSchedules(this.app as Application);
   }
 
   /** Releases every lock this process holds and quits only the clients the plugin created. */

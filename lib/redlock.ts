@@ -6,6 +6,7 @@ import { lockKey, newLockValue } from './keys';
 import { keepAlive } from './lease';
 import { Lock, LockOwner } from './lock';
 import { acquireQuorum, unreachable } from './quorum';
+import { JobRun, readLastRun } from './schedule/last-run';
 import type { LockStore } from './store';
 import { quorum, retryDelay } from './timing';
 
@@ -32,6 +33,8 @@ interface Logger {
 /** The lock client mounted on `app.redlock`. */
 export class Redlock implements LockOwner {
   private readonly held = new Set<Lock>();
+  /** Names of the scheduled jobs this app locks fleet-wide. */
+  readonly jobNames = new Set<string>();
   private closed = false;
 
   constructor(
@@ -120,6 +123,18 @@ export class Redlock implements LockOwner {
       stop();
       await lock.unlock().catch((err: Error) => this.logger.warn('[egg-distributed-lock] release of %s failed: %s', lock.keys.join(', '), err.message));
     }
+  }
+
+  /** The last recorded run of a scheduled job (any machine), or null when none is recorded. */
+  lastRun(name: string): Promise<JobRun | null> {
+    return readLastRun(this.stores, this.settings.prefix, name);
+  }
+
+  /** The last run of every scheduled job this app locks, by job name. */
+  async jobs(): Promise<Record<string, JobRun | null>> {
+    const names = [ ...this.jobNames ].sort();
+    const runs = await Promise.all(names.map(name => this.lastRun(name)));
+    return Object.fromEntries(names.map((name, i) => [ name, runs[i] ]));
   }
 
   /** Locks this process holds now. */

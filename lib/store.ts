@@ -102,11 +102,24 @@ export class LockStore {
     return [ ...bySlot.values() ];
   }
 
+  /** A plain value (a job's last-run record), bounded by the command timeout like every lock step. */
+  async getValue(key: string): Promise<string | null> {
+    return this.bounded(this.client.get(key));
+  }
+
+  async setValue(key: string, value: string, ttl: number): Promise<void> {
+    await this.bounded(this.client.set(key, value, 'PX', ttl));
+  }
+
   private run(command: CommandName, keys: string[], args: Array<string | number>): Promise<unknown> {
+    return this.bounded(this.client[command](keys.length, ...keys, ...args));
+  }
+
+  private bounded<T>(reply: Promise<T>): Promise<T> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`timed out after ${this.commandTimeout} ms`)), this.commandTimeout);
-      (this.client[command](keys.length, ...keys, ...args) as Promise<unknown>).then(
-        reply => { clearTimeout(timer); resolve(reply); },
+      reply.then(
+        value => { clearTimeout(timer); resolve(value); },
         (err: Error) => { clearTimeout(timer); reject(err); },
       );
     });

@@ -1,6 +1,7 @@
 import 'egg';
 import type { Redlock } from '../lib/redlock';
 import type { RedlockConfig } from '../lib/config';
+import type { ScheduleLockState } from '../lib/schedule/locked-task';
 
 declare module 'egg' {
   interface Application {
@@ -10,6 +11,10 @@ declare module 'egg' {
   interface Agent {
     /** Present when `config.redlock.agent` is true. */
     redlock: Redlock;
+  }
+  interface Context {
+    /** Set while a fleet-locked scheduled task runs: its lock, fire time and lost-lease signal. */
+    scheduleLock?: ScheduleLockState;
   }
   interface EggAppConfig {
     redlock: RedlockConfig;

@@ -1,0 +1,57 @@
+import parser from 'cron-parser';
+import ms from 'humanize-ms';
+import { MAX_TTL } from '../arguments';
+
+/** What egg-schedule reads from a task's `schedule` to decide when it fires. */
+export interface FireSettings {
+  cron?: string;
+  cronOptions?: Record<string, unknown>;
+  interval?: string | number;
+}
+
+/**
+ * The fire a run belongs to, and how long its lock must outlive the run so that no other machine
+ * runs the same fire again.
+ */
+export interface FireWindow {
+  /** The fire time (cron: the tick; interval: the moment it was taken). */
+  fireTime: number;
+  /** Keep the lock (with the winner's value) until then, even if the job ended sooner. */
+  holdUntil: number;
+}
+
+/**
+ * Cron: every machine fires tick T by its own clock, so the run is tied to the tick nearest to now
+ * (a worker gets its agent's message within ms) and the lock is held until half-way to the next
+ * tick, or `clockTolerance` after T when that is sooner. A machine whose clock differs by less than
+ * that fires T while the lock is still held (and skips), and fires T+1 after it is gone.
+ *
+ * Interval: timers of different machines are not aligned, so there is no shared tick: the lock is
+ * held for the interval less a margin for timer jitter (10%, at most 1 s), which lets at most one run
+ * per interval through across the fleet while the winner's own next timer finds it free.
+ */
+export function fireWindow(settings: FireSettings, now: number, clockTolerance: number): FireWindow {
+  if (settings.interval) {
+    const period = ms(settings.interval);
+    return { fireTime: now, holdUntil: now + Math.min(period - Math.min(period / 10, 1000), MAX_TTL) };
+  }
+  if (settings.cron) {
+    const tick = nearestTick(settings, now);
+    const window = tick && Math.min(Math.floor(tick.period / 2), clockTolerance);
+    // A run far from any tick was not fired by the cron (or arrived too late to tell which fire): no window.
+    if (tick && Math.abs(now - tick.time) < window!) return { fireTime: tick.time, holdUntil: tick.time + window! };
+  }
+  return { fireTime: now, holdUntil: now };
+}
+
+function nearestTick(settings: FireSettings, now: number): { time: number; period: number } | undefined {
+  const at = (date: number) => parser.parseExpression(settings.cron!, { ...settings.cronOptions, currentDate: new Date(date) });
+  try {
+    const previous = at(now + 1).prev().getTime(); // the latest tick <= now
+    const next = at(now).next().getTime(); // the first tick > now
+    const time = now - previous <= next - now ? previous : next;
+    return { time, period: at(time).next().getTime() - time };
+  } catch {
+    return undefined; // outside the cron's startDate/endDate: lock the run without a fire window
+  }
+}

@@ -1,0 +1,79 @@
+import type { Application } from 'egg';
+import { checkName, checkTtl } from '../arguments';
+import { appScheduleDirs, jobName } from './job-names';
+import { lockedTask, manualRuns, ScheduleLogger, Task } from './locked-task';
+import type { FireSettings } from './fire-window';
+
+/** Per-task options: `schedule: { cron, type: 'worker', lock: false | { name, ttl, onUnavailable } }`. */
+export interface JobLockOptions {
+  name?: string;
+  ttl?: number;
+  onUnavailable?: 'skip' | 'run';
+}
+
+interface ScheduleItem {
+  key: string;
+  schedule: FireSettings & { type?: string; lock?: false | JobLockOptions };
+  task: Task;
+}
+
+/** What egg-schedule puts on `app.scheduleWorker` (not in egg's typings). */
+interface ScheduleWorker {
+  scheduleItems: Record<string, ScheduleItem>;
+  registerSchedule(item: ScheduleItem): void;
+}
+
+const LOCKED = Symbol('egg-distributed-lock#locked');
+
+/** The lock options of one task, checked; undefined when the task is not locked. */
+function jobOptions(item: ScheduleItem, dirs: string[]): (JobLockOptions & { name: string }) | undefined {
+  const { type, lock } = item.schedule;
+  if (type !== 'worker' || lock === false) return undefined;
+  const field = `schedule.lock of ${item.key}`;
+  if (lock !== undefined && (lock === null || typeof lock !== 'object')) {
+    throw new TypeError(`[egg-distributed-lock] ${field} must be false or an object like { name, ttl }, got ${String(lock)}`);
+  }
+  const name = lock?.name !== undefined ? checkName(lock.name, `${field}.name`) : jobName(item.key, dirs);
+  if (name === undefined) return undefined; // a plugin's per-machine schedule
+  if (lock?.ttl !== undefined) checkTtl(lock.ttl, `${field}.ttl`);
+  if (lock?.onUnavailable !== undefined && lock.onUnavailable !== 'skip' && lock.onUnavailable !== 'run') {
+    throw new TypeError(`[egg-distributed-lock] ${field}.onUnavailable must be 'skip' or 'run', got ${String(lock.onUnavailable)}`);
+  }
+  return { ...lock, name };
+}
+
+/**
+ * Wraps every `type: 'worker'` task of the app's own schedule folders (now and when registered
+ * later) so each fire runs once across the fleet, and sends `app.runSchedule()` through the same lock.
+ */
+export function lockAppSchedules(app: Application): void {
+  const { redlock } = app;
+  const config = app.config.redlock.schedule;
+  const logger = app.getLogger('scheduleLogger') as unknown as ScheduleLogger;
+  const dirs = appScheduleDirs(app.baseDir, app.config.schedule?.directory);
+  const worker = (app as unknown as { scheduleWorker: ScheduleWorker }).scheduleWorker;
+
+  const wrap = (item: ScheduleItem) => {
+    const options = jobOptions(item, dirs);
+    if (!options || (item.task as any)[LOCKED]) return;
+    const job = {
+      name: options.name,
+      ttl: options.ttl ?? config.ttl ?? app.config.redlock.ttl,
+      onUnavailable: options.onUnavailable ?? config.onUnavailable,
+      maxHold: app.config.redlock.maxHold,
+      clockTolerance: config.clockTolerance,
+    };
+    item.task = Object.assign(lockedTask(item.task, item.schedule, job, redlock, logger), { [LOCKED]: true });
+    redlock.jobNames.add(job.name);
+    logger.info(`[egg-distributed-lock] ${item.key} locked fleet-wide as ${redlock.key(job.name)}`);
+  };
+
+  for (const item of Object.values(worker.scheduleItems)) wrap(item);
+  const register = worker.registerSchedule.bind(worker);
+  worker.registerSchedule = (item: ScheduleItem) => {
+    wrap(item);
+    register(item);
+  };
+  const runSchedule = app.runSchedule.bind(app);
+  app.runSchedule = (schedulePath: string, ...args: unknown[]) => manualRuns.run(true, () => runSchedule(schedulePath, ...args));
+}

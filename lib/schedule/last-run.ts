@@ -1,0 +1,39 @@
+import { lastRunKey } from '../keys';
+import type { LockStore } from '../store';
+
+/** One run of a scheduled job, as recorded in Redis beside its lock. */
+export interface JobRun {
+  name: string;
+  host: string;
+  pid: number;
+  /** Egg worker (cluster worker id) that ran it, when known. */
+  worker?: number;
+  /** The fire the run belonged to (cron tick, or when an interval run took the lock). */
+  fireTime: number;
+  startedAt: number;
+  durationMs: number;
+  outcome: 'succeeded' | 'failed' | 'lease-lost';
+  error?: string;
+}
+
+/** Records outlive their run this long, so a weekly job's last run can still be read. */
+const RECORD_TTL = 30 * 24 * 3600 * 1000;
+
+/** Writes the record on every node that answers; a record is information, not a lock, so no quorum. */
+export async function saveLastRun(stores: LockStore[], prefix: string, run: JobRun): Promise<void> {
+  const results = await Promise.allSettled(stores.map(store => store.setValue(lastRunKey(prefix, run.name), JSON.stringify(run), RECORD_TTL)));
+  const failed = results.find(r => r.status === 'rejected');
+  if (results.every(r => r.status === 'rejected')) throw (failed as PromiseRejectedResult).reason;
+}
+
+/** The newest record any node has for the job, or null when it never ran (or Redis forgot). */
+export async function readLastRun(stores: LockStore[], prefix: string, name: string): Promise<JobRun | null> {
+  const values = await Promise.allSettled(stores.map(store => store.getValue(lastRunKey(prefix, name))));
+  let newest: JobRun | null = null;
+  for (const v of values) {
+    if (v.status !== 'fulfilled' || !v.value) continue;
+    const run = JSON.parse(v.value) as JobRun;
+    if (!newest || run.startedAt > newest.startedAt) newest = run;
+  }
+  return newest;
+}

@@ -1,0 +1,140 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import cluster from 'node:cluster';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LockBusyError, LockUnavailableError } from '../errors';
+import { keepAlive } from '../lease';
+import type { Lock } from '../lock';
+import type { Redlock } from '../redlock';
+import { retryDelay } from '../timing';
+import { fireWindow, FireSettings, FireWindow } from './fire-window';
+import { JobRun, saveLastRun } from './last-run';
+
+/** What a running task sees on `ctx.scheduleLock`. */
+export interface ScheduleLockState {
+  /** The job's fleet-wide name (`report`, `sub/cleanup`) and its Redis key. */
+  name: string;
+  key: string;
+  fireTime: number;
+  /** Aborted (with a LockLostError) the moment the lease is lost; never aborted when run without a lock. */
+  signal: AbortSignal;
+  /** null when Redis was unavailable and `onUnavailable: 'run'` ran the task anyway. */
+  lock: Lock | null;
+}
+
+export interface JobSettings {
+  name: string;
+  ttl: number;
+  onUnavailable: 'skip' | 'run';
+  maxHold: number;
+  clockTolerance: number;
+}
+
+export interface ScheduleLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export type Task = (ctx: any, ...args: unknown[]) => Promise<unknown>;
+
+/** Runs started by `app.runSchedule()`: they take the lock but reserve no fire window. */
+export const manualRuns = new AsyncLocalStorage<true>();
+
+const SPLIT_VOTE_RETRIES = 3;
+
+function at(time: number): string {
+  return new Date(time).toISOString();
+}
+
+/**
+ * Takes a fire's lock with one attempt, retried only after a split vote (several machines each
+ * got some masters and none a quorum, so nobody holds it): then one of them must still win.
+ * A lock that one holder has on a quorum means the fire is taken: skip at once.
+ */
+async function acquireFire(redlock: Redlock, name: string, ttl: number): Promise<Lock> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await redlock.lock(name, ttl, { retryCount: 0 });
+    } catch (err) {
+      const split = err instanceof LockBusyError &&
+        err.outcomes.filter(o => o.holder === err.holder).length < redlock.quorum;
+      if (!split || attempt >= SPLIT_VOTE_RETRIES) throw err;
+      await sleep(retryDelay(10, 40));
+    }
+  }
+}
+
+/** Wraps a scheduled task so that only the worker that wins the fire's lock runs it. */
+export function lockedTask(task: Task, settings: FireSettings, job: JobSettings, redlock: Redlock, logger: ScheduleLogger): Task {
+  const key = redlock.key(job.name);
+  const tag = `[egg-distributed-lock] [Job ${job.name}]`;
+
+  return async function runLocked(ctx: any, ...args: unknown[]) {
+    const now = Date.now();
+    const window: FireWindow = manualRuns.getStore() ? { fireTime: now, holdUntil: now } : fireWindow(settings, now, job.clockTolerance);
+    const fire = `${tag} fire ${at(window.fireTime)}`;
+    let lock: Lock;
+    try {
+      lock = await acquireFire(redlock, job.name, job.ttl);
+    } catch (err) {
+      if (err instanceof LockBusyError) {
+        logger.info(`${fire} skipped: ${key} held by ${err.holder} until ${at(Date.now() + err.remainingMs)}`);
+        return;
+      }
+      if (!(err instanceof LockUnavailableError)) throw err;
+      if (job.onUnavailable === 'skip') {
+        logger.error(`${fire} skipped: Redis unavailable, not running anywhere rather than everywhere: ${err.message}`);
+        return;
+      }
+      logger.warn(`${fire} running WITHOUT a lock (onUnavailable: 'run'): ${err.message}`);
+      ctx.scheduleLock = { name: job.name, key, fireTime: window.fireTime, signal: new AbortController().signal, lock: null };
+      return task(ctx, ...args);
+    }
+
+    logger.info(`${fire} acquired ${key} (lease ${job.ttl} ms)`);
+    const controller = new AbortController();
+    const stop = keepAlive(lock, job.ttl, job.maxHold, err => {
+      logger.error(`${fire} lease lost: ${err.message}`);
+      controller.abort(err);
+    });
+    ctx.scheduleLock = { name: job.name, key, fireTime: window.fireTime, signal: controller.signal, lock } as ScheduleLockState;
+    const startedAt = Date.now();
+    let outcome: JobRun['outcome'] = 'succeeded';
+    let error: string | undefined;
+    try {
+      return await task(ctx, ...args);
+    } catch (err) {
+      outcome = 'failed';
+      error = (err as Error)?.message ?? String(err);
+      throw err;
+    } finally {
+      stop();
+      if (controller.signal.aborted) outcome = 'lease-lost';
+      const durationMs = Date.now() - startedAt;
+      logger.info(`${fire} ${await finish(lock, window, redlock)} after ${durationMs} ms (${outcome})`);
+      await saveLastRun(redlock.stores, redlock.settings.prefix, {
+        name: job.name, host: hostname(), pid: process.pid, worker: cluster.worker?.id,
+        fireTime: window.fireTime, startedAt, durationMs, outcome, error,
+      }).catch((err: Error) => logger.warn(`${fire} last run not recorded: ${err.message}`));
+    }
+  };
+}
+
+/**
+ * Ends a run: a lock still inside its fire window keeps the winner's value until the window closes
+ * (so a machine firing the same fire later skips), otherwise it is released.
+ */
+async function finish(lock: Lock, window: FireWindow, redlock: Redlock): Promise<string> {
+  const rest = window.holdUntil - Date.now();
+  try {
+    if (rest > 0) {
+      await lock.extend(rest);
+      redlock.forget(lock); // closing the app must not release a fire window early
+      return `kept ${lock.key} until ${at(window.holdUntil)} (end of the fire window)`;
+    }
+    return await lock.unlock() ? `released ${lock.key}` : `found ${lock.key} already expired or taken at release`;
+  } catch (err) {
+    return `could not release ${lock.key} (it expires by itself): ${(err as Error).message}`;
+  }
+}

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { fireWindow } from '../lib/schedule/fire-window';
+import { appScheduleDirs, jobName } from '../lib/schedule/job-names';
+
+describe('fire windows', () => {
+  const tolerance = 5 * 60 * 1000;
+  const tick = Date.UTC(2026, 10, 21, 12, 0, 0);
+
+  it('ties a cron run to the nearest tick from either side, held half-way to the next', () => {
+    for (const now of [ tick + 40, tick - 300, tick + 999 ]) {
+      assert.deepEqual(fireWindow({ cron: '*/2 * * * * *' }, now, tolerance), { fireTime: tick, holdUntil: tick + 1000 });
+    }
+  });
+
+  it('caps the window at clockTolerance for long periods', () => {
+    assert.deepEqual(fireWindow({ cron: '0 0 * * * *' }, tick + 10, tolerance), { fireTime: tick, holdUntil: tick + tolerance });
+  });
+
+  it('gives no window to a run far from any tick (a manual or very late run)', () => {
+    const now = tick + 20 * 60 * 1000;
+    assert.deepEqual(fireWindow({ cron: '0 0 * * * *' }, now, tolerance), { fireTime: now, holdUntil: now });
+  });
+
+  it('honours cronOptions such as tz', () => {
+    // 09:00 in Shanghai is 01:00 UTC
+    const nineShanghai = Date.UTC(2026, 10, 21, 1, 0, 0);
+    const window = fireWindow({ cron: '0 0 9 * * *', cronOptions: { tz: 'Asia/Shanghai' } }, nineShanghai + 50, tolerance);
+    assert.equal(window.fireTime, nineShanghai);
+  });
+
+  it('holds an interval run for the interval less a jitter margin', () => {
+    assert.deepEqual(fireWindow({ interval: '2s' }, tick, tolerance), { fireTime: tick, holdUntil: tick + 1800 });
+    assert.deepEqual(fireWindow({ interval: 60000 }, tick, tolerance), { fireTime: tick, holdUntil: tick + 59000 });
+  });
+
+  it('gives an immediate-only task no window', () => {
+    assert.deepEqual(fireWindow({}, tick, tolerance), { fireTime: tick, holdUntil: tick });
+  });
+});
+
+describe('job names', () => {
+  const dirs = appScheduleDirs('/srv/app', [ '/srv/shared/jobs' ]);
+
+  it('is the path under a schedule folder without extension, .ts and .js alike', () => {
+    assert.equal(jobName('/srv/app/app/schedule/report.js', dirs), 'report');
+    assert.equal(jobName('/srv/app/app/schedule/report.ts', dirs), 'report');
+    assert.equal(jobName('/srv/app/app/schedule/sub/cleanup.js', dirs), 'sub/cleanup');
+    assert.equal(jobName('/srv/shared/jobs/extra.js', dirs), 'extra');
+  });
+
+  it('is undefined for plugins\' schedules', () => {
+    assert.equal(jobName('/srv/app/node_modules/egg-logrotator/app/schedule/rotate_by_file.js', dirs), undefined);
+    assert.equal(jobName('/srv/app/app/scheduled.js', dirs), undefined);
+  });
+});

@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import mm, { MockApplication } from 'egg-mock';
+import type Redis from 'ioredis';
+import { holdElsewhere, simulateRedisDown } from '../lib/testing';
+import { inspect } from './support/clients';
+import { killAll, RedisServer, startRedisServers } from './support/redis-server';
+
+const baseDir = path.join(__dirname, 'fixtures/apps/schedule-app');
+
+describe('scheduled jobs under egg-mock', () => {
+  let servers: RedisServer[];
+  let views: Redis[];
+  let app: MockApplication;
+  let logged: string[];
+
+  before(async () => {
+    servers = await startRedisServers(3);
+    views = servers.map(inspect);
+    process.env.REDLOCK_TEST_CONFIG = JSON.stringify({ clients: servers.map(s => ({ host: '127.0.0.1', port: s.port })) });
+    app = mm.app({ baseDir, cache: false });
+    await app.ready();
+  });
+  beforeEach(async () => {
+    await Promise.all(views.map(v => v.flushall()));
+    (app as any).jobRuns.length = 0;
+    const lines: string[] = logged = [];
+    const logger = app.getLogger('scheduleLogger');
+    const capture = (level: string) => (message: string) => { lines.push(`${level.toUpperCase()} ${message}`); };
+    for (const level of [ 'info', 'warn', 'error' ] as const) mm(logger, level, capture(level));
+  });
+  afterEach(() => mm.restore());
+  after(async () => {
+    await app.close();
+    views.forEach(v => v.disconnect());
+    await killAll(servers);
+  });
+
+  const runs = () => (app as any).jobRuns as any[];
+
+  it('locks exactly the app\'s own worker tasks, named by their path under the schedule folder', () => {
+    assert.deepEqual([ ...app.redlock.jobNames ].sort(), [ 'custom-name', 'extra', 'failing', 'long', 'report', 'sub/cleanup', 'windowed' ]);
+    const pluginTasks = Object.keys((app as any).scheduleWorker.scheduleItems).filter(k => !k.startsWith(baseDir));
+    assert.ok(pluginTasks.length > 0, 'egg\'s own plugins bring schedules (log rotation, multipart cleaning)');
+  });
+
+  it('runs app.runSchedule() under JOB_LOCKER_<name>, then releases and records the run', async () => {
+    await app.runSchedule('report');
+    assert.equal(runs().length, 1);
+    assert.deepEqual({ ...runs()[0], fireTime: undefined }, { job: 'report', name: 'report', key: 'JOB_LOCKER_report', held: true, fireTime: undefined });
+    for (const view of views) assert.equal(await view.exists('JOB_LOCKER_report'), 0, 'a manual run reserves no fire window');
+    const last = await app.redlock.lastRun('report');
+    assert.equal(last!.outcome, 'succeeded');
+    assert.equal(last!.pid, process.pid);
+    assert.ok(last!.durationMs >= 0);
+    assert.ok(logged.some(l => /INFO \[egg-distributed-lock\] \[Job report\] fire .* acquired JOB_LOCKER_report/.test(l)), logged.join('\n'));
+    assert.ok(logged.some(l => /released JOB_LOCKER_report after \d+ ms \(succeeded\)/.test(l)), logged.join('\n'));
+
+    await app.runSchedule('sub/cleanup');
+    await app.runSchedule('extra');
+    assert.deepEqual(runs().slice(1).map(r => r.name), [ 'sub/cleanup', 'extra' ]);
+  });
+
+  it('skips a task another machine holds, saying who holds it', async () => {
+    const release = await holdElsewhere(app.redlock, 'report', 30000, 'web-7/4242');
+    await app.runSchedule('report');
+    assert.equal(runs().length, 0);
+    assert.ok(logged.some(l => /INFO .*\[Job report\] fire .* skipped: JOB_LOCKER_report held by web-7\/4242 until 20\d\d-/.test(l)), logged.join('\n'));
+    await release();
+    await app.runSchedule('report');
+    assert.equal(runs().length, 1);
+  });
+
+  it('leaves type "all" and lock: false tasks alone', async () => {
+    await holdElsewhere(app.redlock, 'everywhere');
+    await holdElsewhere(app.redlock, 'unlocked');
+    await app.runSchedule('everywhere');
+    await app.runSchedule('unlocked');
+    assert.deepEqual(runs(), [{ job: 'everywhere', locked: false }, { job: 'unlocked', locked: false }]);
+  });
+
+  it('skips (and logs an error) when Redis is unavailable, unless the task says onUnavailable: run', async () => {
+    const restore = simulateRedisDown(app.redlock);
+    try {
+      await app.runSchedule('report');
+      await app.runSchedule('custom');
+    } finally {
+      restore();
+    }
+    assert.deepEqual(runs(), [{ job: 'custom', key: 'JOB_LOCKER_custom-name', withLock: false }]);
+    assert.ok(logged.some(l => /ERROR .*\[Job report\] .* skipped: Redis unavailable.*simulated outage/.test(l)), logged.join('\n'));
+    assert.ok(logged.some(l => /WARN .*\[Job custom-name\] .* running WITHOUT a lock/.test(l)), logged.join('\n'));
+  });
+
+  it('keeps a fire window: the same fire a second time (another machine, later clock) is skipped', async () => {
+    const item = (app as any).scheduleWorker.scheduleItems[require.resolve(path.join(baseDir, 'app/schedule/windowed'))];
+    await item.task(app.mockContext()); // what egg-schedule does when the agent fires
+    await item.task(app.mockContext());
+    assert.equal(runs().length, 1);
+    assert.equal(runs()[0].fireTime % 30000, 0, 'tied to the nearest */30 s tick');
+    const holdUntil = runs()[0].fireTime + 15000; // half-way to the next tick
+    for (const view of views) {
+      const pttl = await view.pttl('JOB_LOCKER_windowed');
+      assert.ok(Math.abs(Date.now() + pttl - holdUntil) < 200, `held until ${holdUntil}, pttl ${pttl}`);
+    }
+    assert.ok(logged.some(l => /kept JOB_LOCKER_windowed until .* \(end of the fire window\)/.test(l)), logged.join('\n'));
+    assert.ok(logged.some(l => /\[Job windowed\] fire .* skipped: JOB_LOCKER_windowed held by .*\/\d+ until/.test(l)), logged.join('\n'));
+  });
+
+  it('wraps schedules registered later through scheduleWorker.registerSchedule', async () => {
+    const key = path.join(baseDir, 'app/schedule/dynamic.js');
+    let sawLock = false;
+    (app as any).scheduleWorker.registerSchedule({
+      key,
+      schedule: { type: 'worker', interval: '1h' },
+      task: async (ctx: any) => { sawLock = ctx.scheduleLock?.key === 'JOB_LOCKER_dynamic'; },
+    });
+    assert.ok(app.redlock.jobNames.has('dynamic'));
+    await (app as any).scheduleWorker.scheduleItems[key].task(app.mockContext());
+    assert.equal(sawLock, true);
+  });
+
+  it('aborts ctx.scheduleLock.signal when the lease is lost, and records the outcome', async () => {
+    const running = app.runSchedule('long');
+    await new Promise(resolve => setTimeout(resolve, 100));
+    for (const view of views) await view.set('JOB_LOCKER_long', 'taken-over', 'PX', 10000);
+    await running;
+    assert.deepEqual(runs(), [{ job: 'long', lost: 'LockLostError' }]);
+    assert.equal((await app.redlock.lastRun('long'))!.outcome, 'lease-lost');
+    assert.ok(logged.some(l => /ERROR .*\[Job long\] .* lease lost/.test(l)), logged.join('\n'));
+    for (const view of views) assert.equal(await view.get('JOB_LOCKER_long'), 'taken-over', 'the new holder keeps its lock');
+  });
+
+  it('records a failed run and still releases', async () => {
+    await assert.rejects(app.runSchedule('failing'), /report generator exploded/);
+    const last = await app.redlock.lastRun('failing');
+    assert.equal(last!.outcome, 'failed');
+    assert.equal(last!.error, 'report generator exploded');
+    for (const view of views) assert.equal(await view.exists('JOB_LOCKER_failing'), 0);
+    const jobs = await app.redlock.jobs();
+    assert.deepEqual(Object.keys(jobs), [ 'custom-name', 'dynamic', 'extra', 'failing', 'long', 'report', 'sub/cleanup', 'windowed' ]);
+    assert.equal(jobs.failing!.outcome, 'failed');
+    assert.equal(jobs.report, null, 'flushed before this test: no record');
+  });
+});
