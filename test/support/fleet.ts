@@ -132,7 +132,8 @@ export class Fleet {
 
   events(): FleetEvent[] {
     if (!existsSync(this.logFile)) return [];
-    return readFileSync(this.logFile, 'utf8').split('\n').filter(Boolean).map(line => JSON.parse(line));
+    return readFileSync(this.logFile, 'utf8').split('\n').filter(Boolean)
+      .map(line => JSON.parse(line));
   }
 
   async stop(): Promise<void> {
