@@ -3,7 +3,7 @@ import type { Agent, Application } from 'egg';
 import { RedlockConfig, StoreSource, validateConfig } from './config';
 import { LockUnavailableError } from './errors';
 import { Redlock } from './redlock';
-import { LockStore, RedisLike } from './store';
+import { LockStore, RedisLike, whenReady } from './store';
 import { quorum } from './timing';
 
 type EggApp = Application | Agent;
@@ -67,23 +67,6 @@ function borrowRedis(app: EggApp, name: string): RedisLike {
   return client;
 }
 
-/** Resolves when the store connects, rejects at its first connection error or after `timeoutMs`. */
-function firstConnection(store: LockStore, timeoutMs: number): Promise<void> {
-  if (store.ready) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error) => {
-      clearTimeout(timer);
-      store.client.removeListener('ready', done);
-      store.client.removeListener('error', done);
-      if (err) reject(err);
-      else resolve();
-    };
-    const timer = setTimeout(() => done(new Error(`not connected after ${timeoutMs} ms`)), timeoutMs);
-    store.client.once('ready', done);
-    store.client.once('error', done);
-  });
-}
-
 export interface Logger {
   info(...args: unknown[]): void;
   warn(...args: unknown[]): void;
@@ -111,7 +94,7 @@ export async function connectRedlock(config: RedlockConfig, logger: Logger,
   }
   for (const store of stores) watchConnection(logger, store);
 
-  const results = await Promise.allSettled(stores.map(store => firstConnection(store, config.connectTimeout)));
+  const results = await Promise.allSettled(stores.map(store => whenReady(store.client, config.connectTimeout, true)));
   const connected = results.filter(r => r.status === 'fulfilled').length;
   const outcomes = results.map((r, i) => (r.status === 'fulfilled'
     ? { node: stores[i].node, status: 'granted' as const }

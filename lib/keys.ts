@@ -11,6 +11,11 @@ export function lastRunKey(prefix: string, name: string): string {
   return `${lockKey(prefix, name)}:last`;
 }
 
+/** The channel the release script publishes on when it deletes `key`, to wake its waiters. */
+export function releaseChannel(key: string): string {
+  return `${key}:released`;
+}
+
 /** This process, as other processes see it in a busy error. */
 export const OWNER = `${hostname()}/${process.pid}`;
 

@@ -13,9 +13,12 @@ export interface LockOwner {
 /** A lease on one or more keys, held by this process until `expiration` unless extended. */
 export class Lock {
   private released = false;
+  /** Holds by the call chain that owns it (see reentrancy.ts); Redis is released when it drops to 0. */
+  private holds = 1;
 
   constructor(
-    private readonly owner: LockOwner,
+    /** The client that made it. */
+    readonly owner: LockOwner,
     /** The names as given (sorted, distinct). */
     readonly names: string[],
     /** The Redis keys, `${prefix}_${name}`. */
@@ -57,12 +60,23 @@ export class Lock {
     throw new LockLostError(this.keys, 'it expired or another client holds it now', result.outcomes);
   }
 
+  /** One more hold by the call chain that owns it; each hold is given back by one unlock(). */
+  reenter(): this {
+    this.holds++;
+    return this;
+  }
+
   /**
-   * Releases the lock. Resolves false when it had already expired or been taken (it never deletes a
-   * lock someone else holds); rejects with LockUnavailableError only when too few nodes answered to tell.
+   * Gives back one hold; the last one releases the lock. Resolves false when it had already expired
+   * or been taken (it never deletes a lock someone else holds); rejects with LockUnavailableError
+   * only when too few nodes answered to tell. `all` releases regardless of holds (closing the app).
    */
-  async unlock(): Promise<boolean> {
+  async unlock(all = false): Promise<boolean> {
     if (this.released) return false;
+    if (this.holds > 1 && !all) {
+      this.holds--;
+      return true;
+    }
     const result = await releaseQuorum(this.owner.stores, this.keys, this.value);
     if (!result.granted && unreachable(result.outcomes)) throw new LockUnavailableError(this.keys, result.outcomes);
     this.released = true;

@@ -1,11 +1,14 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { checkCount, checkFunction, checkNames, checkOptions, checkTtl } from './arguments';
 import type { RedlockConfig } from './config';
-import { LockBusyError, LockError, LockLostError, LockUnavailableError, NodeOutcome } from './errors';
-import { lockKey, newLockValue } from './keys';
+import { Doorbell } from './doorbell';
+import { LockBusyError, LockError, LockUnavailableError, NodeOutcome } from './errors';
+import { lockKey, newLockValue, OWNER } from './keys';
 import { keepAlive } from './lease';
+import { LocalQueue } from './local-queue';
 import { Lock, LockOwner } from './lock';
 import { acquireQuorum, unreachable } from './quorum';
+import { heldHere, partlyHeldHere, runHolding } from './reentrancy';
+import { ReleaseSubscriber } from './release-subscriber';
 import { JobRun, readLastRun } from './schedule/last-run';
 import type { LockStore } from './store';
 import { quorum, retryDelay } from './timing';
@@ -15,7 +18,7 @@ export interface LockOptions {
   retryCount?: number;
   retryDelay?: number;
   retryJitter?: number;
-  /** Give up after this many ms in total (0: only retryCount bounds the wait). */
+  /** Give up after this many ms in total (0: as long as node-redlock would, see `waitBudget`). */
   waitTimeout?: number;
 }
 
@@ -24,15 +27,34 @@ export interface UsingOptions extends LockOptions {
   maxHold?: number;
 }
 
-export type Settings = Pick<RedlockConfig, 'prefix' | 'ttl' | 'retryCount' | 'retryDelay' | 'retryJitter' | 'driftFactor' | 'waitTimeout' | 'maxHold'>;
+export type Settings = Pick<RedlockConfig, 'prefix' | 'ttl' | 'retryCount' | 'retryDelay' | 'retryJitter' | 'driftFactor' | 'waitTimeout' | 'maxHold' | 'commandTimeout'>;
 
 interface Logger {
   warn(...args: unknown[]): void;
 }
 
+/**
+ * How long `lock()` waits in all when no waitTimeout is given: as long as node-redlock's retries
+ * would take (retryCount × (retryDelay + mean jitter)), so the settings keep their meaning even
+ * though waiting is now woken by releases rather than paced by the delay. -1 retries: no limit.
+ */
+function waitBudget(retryCount: number, delay: number, jitter: number): number {
+  return retryCount < 0 ? Infinity : retryCount * (delay + jitter / 2);
+}
+
+/** A lock this process holds: its turn in the local queue, and the timer that ends it with the lease. */
+interface HeldLock {
+  leave: () => void;
+  timer?: NodeJS.Timeout;
+}
+
 /** The lock client mounted on `app.redlock`. */
 export class Redlock implements LockOwner {
-  private readonly held = new Set<Lock>();
+  private readonly held = new Map<Lock, HeldLock>();
+  private readonly queue = new LocalQueue();
+  private readonly subscribers: ReleaseSubscriber[];
+  /** Waiters to wake when the client closes. */
+  private readonly bells = new Set<Doorbell>();
   /** Names of the scheduled jobs this app locks fleet-wide. */
   readonly jobNames = new Set<string>();
   private closed = false;
@@ -41,7 +63,9 @@ export class Redlock implements LockOwner {
     readonly stores: LockStore[],
     readonly settings: Settings,
     private readonly logger: Logger = console,
-  ) {}
+  ) {
+    this.subscribers = stores.map(store => new ReleaseSubscriber(store, settings.commandTimeout));
+  }
 
   get driftFactor(): number {
     return this.settings.driftFactor;
@@ -58,8 +82,9 @@ export class Redlock implements LockOwner {
   }
 
   /**
-   * Acquires every name or none, retrying while it is busy. Rejects with LockBusyError (who holds it,
-   * for how long) or LockUnavailableError (which nodes failed and why).
+   * Acquires every name or none. While someone else holds it, waits to be woken by the release
+   * (or until the holder's lease runs out), within `waitTimeout`. Rejects with LockBusyError (who
+   * holds it, for how long) or LockUnavailableError (which nodes failed and why).
    */
   async lock(names: string | string[], ttl: number = this.settings.ttl, options?: LockOptions): Promise<Lock> {
     const sorted = checkNames(names);
@@ -69,24 +94,82 @@ export class Redlock implements LockOwner {
     const delay = checkCount(opts.retryDelay ?? this.settings.retryDelay, 'options.retryDelay', 0);
     const jitter = checkCount(opts.retryJitter ?? this.settings.retryJitter, 'options.retryJitter', 0);
     const waitTimeout = checkCount(opts.waitTimeout ?? this.settings.waitTimeout, 'options.waitTimeout', 0);
-    if (this.closed) throw new LockUnavailableError(sorted.map(n => this.key(n)), [], 'the lock client is closed');
-
     const keys = sorted.map(n => this.key(n));
-    const value = newLockValue();
-    const deadline = waitTimeout > 0 ? Date.now() + waitTimeout : Infinity;
-    for (let attempt = 1; ; attempt++) {
-      const result = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor);
-      if (result.granted) {
-        const lock = new Lock(this, sorted, keys, value, result.expiration);
-        this.held.add(lock);
-        return lock;
-      }
-      const wait = retryDelay(delay, jitter);
-      if ((retryCount >= 0 && attempt > retryCount) || Date.now() + wait > deadline || this.closed) {
-        throw failure(keys, result.outcomes, attempt);
-      }
-      await sleep(wait);
+    if (this.closed) throw new LockUnavailableError(keys, [], 'the lock client is closed');
+
+    const reentered = heldHere(this, keys);
+    if (reentered) return reentered.reenter();
+    const selfHeld = partlyHeldHere(this, keys);
+    if (selfHeld.length > 0) {
+      throw new LockBusyError(keys, [], `this call chain itself (it holds ${selfHeld.join(', ')} through another lock)`, 0, 0);
     }
+
+    const deadline = retryCount === 0 ? Date.now() : Date.now() + (waitTimeout || waitBudget(retryCount, delay, jitter));
+    const leave = await this.queue.enter(keys, deadline);
+    if (!leave) throw this.busyHere(keys);
+    try {
+      const lock = await this.acquire(sorted, keys, ttl, deadline, () => retryDelay(delay, jitter));
+      this.track(lock, leave);
+      return lock;
+    } catch (err) {
+      leave();
+      throw err;
+    }
+  }
+
+  /**
+   * The Redis side of `lock()`: attempt; when busy, subscribe to the keys' release channels and
+   * attempt again (a release between the two is then not missed), then sleep until a release is
+   * published or the holder's lease runs out. When nodes fail, retry after retryDelay + jitter.
+   */
+  private async acquire(names: string[], keys: string[], ttl: number, deadline: number, pause: () => number): Promise<Lock> {
+    const value = newLockValue();
+    const bell = new Doorbell();
+    this.bells.add(bell);
+    let unwatch: Array<() => void> | undefined;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const result = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor);
+        if (result.granted) return new Lock(this, names, keys, value, result.expiration);
+        const error = failure(keys, result.outcomes, attempt);
+        const left = deadline - Date.now();
+        if (left <= 0 || this.closed) throw error;
+        if (!(error instanceof LockBusyError)) {
+          await bell.wait(Math.min(pause(), left));
+        } else if (!unwatch) {
+          unwatch = await this.watchReleases(keys, () => bell.ring());
+        } else {
+          // A lease with no expiry (-1) cannot be waited out: fall back to pacing by retryDelay.
+          await bell.wait(Math.min(error.remainingMs > 0 ? error.remainingMs + 1 : pause(), left));
+        }
+      }
+    } finally {
+      this.bells.delete(bell);
+      for (const stop of unwatch ?? []) stop();
+    }
+  }
+
+  /** Subscribes to the release channels of `keys` on every node that answers. */
+  private async watchReleases(keys: string[], ring: () => void): Promise<Array<() => void>> {
+    const watches = await Promise.allSettled(this.subscribers.flatMap(s => keys.map(key => s.watch(key, ring))));
+    return watches.flatMap(w => (w.status === 'fulfilled' ? [ w.value ] : []));
+  }
+
+  /** The error for a caller that waited its whole budget behind other callers of this process. */
+  private busyHere(keys: string[]): LockBusyError {
+    const holder = [ ...this.held.keys() ].find(lock => lock.keys.some(k => keys.includes(k)));
+    return new LockBusyError(keys, [], `${OWNER} (this process)`, holder?.remainingMs ?? 0, 0);
+  }
+
+  /** Keeps a granted lock's turn in the local queue until it is released or its lease runs out. */
+  private track(lock: Lock, leave: () => void): void {
+    const entry: HeldLock = { leave };
+    const watch = () => {
+      entry.timer = setTimeout(() => (lock.remainingMs > 0 ? watch() : this.forget(lock)), lock.remainingMs);
+      entry.timer.unref();
+    };
+    this.held.set(lock, entry);
+    watch();
   }
 
   /** One attempt: the lock, or null when someone else holds it. Rejects only when Redis is unavailable. */
@@ -102,7 +185,8 @@ export class Redlock implements LockOwner {
   /**
    * Runs `routine` under the lock: extends the lease while it runs, aborts `signal` the moment the
    * lease is lost, and always releases. If the lease was lost, rejects with LockLostError even when
-   * the routine finished, because its work was not protected.
+   * the routine finished, because its work was not protected. Inside the routine the names are held
+   * by the call chain: nested lock/using of the same names re-enter instead of waiting.
    */
   async using<T>(
     names: string | string[],
@@ -116,12 +200,12 @@ export class Redlock implements LockOwner {
     const controller = new AbortController();
     const stop = keepAlive(lock, ttl, maxHold, err => controller.abort(err));
     try {
-      const result = await routine(controller.signal, lock);
+      const result = await runHolding(lock, () => routine(controller.signal, lock));
       if (controller.signal.aborted) throw controller.signal.reason;
       return result;
     } finally {
       stop();
-      await lock.unlock().catch((err: Error) => this.logger.warn('[egg-distributed-lock] release of %s failed: %s', lock.keys.join(', '), err.message));
+      await lock.unlock().catch((err: Error) => this.logger.warn('[egg-distributed-lock] release of %s failed: %s', lock.key, err.message));
     }
   }
 
@@ -139,19 +223,26 @@ export class Redlock implements LockOwner {
 
   /** Locks this process holds now. */
   get locks(): Lock[] {
-    return [ ...this.held ];
+    return [ ...this.held.keys() ];
   }
 
+  /** Stops tracking a lock (released, or its lease ran out) and lets the next local caller ask Redis. */
   forget(lock: Lock): void {
+    const entry = this.held.get(lock);
+    if (!entry) return;
+    clearTimeout(entry.timer);
     this.held.delete(lock);
+    entry.leave();
   }
 
-  /** Releases every lock this process holds, then quits the clients the plugin created. */
+  /** Releases every lock this process holds, wakes its waiters, then quits the clients the plugin created. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.locks.map(lock => lock.unlock().catch((err: Error) => {
-      this.logger.warn('[egg-distributed-lock] release of %s at close failed: %s', lock.keys.join(', '), err.message);
+    for (const bell of this.bells) bell.ring();
+    await Promise.all(this.locks.map(lock => lock.unlock(true).catch((err: Error) => {
+      this.logger.warn('[egg-distributed-lock] release of %s at close failed: %s', lock.key, err.message);
     })));
+    for (const subscriber of this.subscribers) subscriber.close();
     await Promise.all(this.stores.map(store => store.close()));
   }
 }
@@ -169,5 +260,3 @@ export function failure(keys: string[], outcomes: NodeOutcome[], attempts: numbe
   const remainingMs = Math.max(...held.filter(o => o.holder === holder).map(o => o.remainingMs ?? 0));
   return new LockBusyError(keys, outcomes, holder, remainingMs, attempts);
 }
-
-export { Lock, LockLostError };

@@ -12,11 +12,17 @@ end
 for _, key in ipairs(KEYS) do redis.call('set', key, ARGV[1], 'PX', ARGV[2]) end
 return 1`;
 
-/** Deletes the keys that still hold our value; returns how many it deleted. */
+/**
+ * Deletes the keys that still hold our value and wakes their waiters on `<key>:released` (the
+ * channel format of keys.ts#releaseChannel); returns how many it deleted.
+ */
 export const RELEASE = `
 local n = 0
 for _, key in ipairs(KEYS) do
-  if redis.call('get', key) == ARGV[1] then n = n + redis.call('del', key) end
+  if redis.call('get', key) == ARGV[1] then
+    n = n + redis.call('del', key)
+    redis.call('publish', key .. ':released', ARGV[1])
+  end
 end
 return n`;
 

@@ -13,6 +13,27 @@ export interface RedisLike {
   [command: string]: any;
 }
 
+/**
+ * Resolves when `client` is connected; rejects after `timeoutMs`, or at its first connection error
+ * when `failOnError` (boot wants to know at once that a node refuses connections).
+ */
+export function whenReady(client: RedisLike, timeoutMs: number, failOnError = false): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      client.removeListener('ready', done);
+      client.removeListener('error', onError);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onError = (err: Error) => failOnError && done(err);
+    const timer = setTimeout(() => done(new Error(`not connected after ${timeoutMs} ms`)), timeoutMs);
+    client.once('ready', done);
+    client.on('error', onError);
+  });
+}
+
 export type AcquireReply = { granted: true } | { granted: false; key: string; holder: string; remainingMs: number };
 
 /**
@@ -38,19 +59,6 @@ export class LockStore {
 
   get ready(): boolean {
     return this.client.status === 'ready';
-  }
-
-  /** Resolves when the client is connected, rejects with the last connection error after `timeoutMs`. */
-  waitReady(timeoutMs: number): Promise<void> {
-    if (this.ready) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onReady = () => { clearTimeout(timer); resolve(); };
-      const timer = setTimeout(() => {
-        this.client.removeListener('ready', onReady);
-        reject(new Error(this.lastError ?? `not connected after ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.client.once('ready', onReady);
-    });
   }
 
   async acquire(keys: string[], value: string, ttl: number): Promise<AcquireReply> {

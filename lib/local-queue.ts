@@ -1,0 +1,65 @@
+/**
+ * Singleflight inside one process: callers that want the same key take turns in arrival order, so
+ * only the head of each queue talks to Redis and everyone behind it waits here, at no Redis cost.
+ * Redis stays the source of truth: the queue only decides who in this process asks next.
+ */
+export class LocalQueue {
+  private readonly queues = new Map<string, Array<(granted: boolean) => void>>();
+
+  /** Whether some caller in this process has the turn for `key`. */
+  busy(key: string): boolean {
+    return this.queues.has(key);
+  }
+
+  /**
+   * Takes the turn for every key (in the given, sorted, order so two callers cannot deadlock),
+   * waiting until `deadline` (epoch ms). Resolves to a function that gives the turns back, or to
+   * null when the deadline passed first (holding no turn).
+   */
+  async enter(keys: string[], deadline: number): Promise<(() => void) | null> {
+    const taken: string[] = [];
+    const leave = () => {
+      for (const key of taken.splice(0)) this.next(key);
+    };
+    for (const key of keys) {
+      if (!await this.take(key, deadline)) {
+        leave();
+        return null;
+      }
+      taken.push(key);
+    }
+    let left = false;
+    return () => {
+      if (!left) leave();
+      left = true;
+    };
+  }
+
+  private take(key: string, deadline: number): Promise<boolean> {
+    const waiting = this.queues.get(key);
+    if (!waiting) {
+      this.queues.set(key, []);
+      return Promise.resolve(true);
+    }
+    if (deadline <= Date.now()) return Promise.resolve(false);
+    return new Promise(resolve => {
+      const timer = deadline === Infinity ? undefined : setTimeout(() => {
+        waiting.splice(waiting.indexOf(turn), 1);
+        resolve(false);
+      }, deadline - Date.now());
+      const turn = (granted: boolean) => {
+        clearTimeout(timer);
+        resolve(granted);
+      };
+      waiting.push(turn);
+    });
+  }
+
+  /** Hands the turn for `key` to the next caller in line, or frees it. */
+  private next(key: string): void {
+    const waiting = this.queues.get(key);
+    const turn = waiting?.shift();
+    if (turn) turn(true);
+    else this.queues.delete(key);
+  }
+}

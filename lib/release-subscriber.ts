@@ -1,0 +1,70 @@
+import { releaseChannel } from './keys';
+import { LockStore, RedisLike, whenReady } from './store';
+
+interface Channel {
+  listeners: Set<() => void>;
+  subscribed: Promise<unknown>;
+}
+
+/**
+ * One subscriber connection per Redis node, shared by every waiter of this process: the release
+ * script publishes on `<key>:released`, and this wakes the waiters of that key. Channels are
+ * subscribed while someone waits and dropped after, so idle processes receive nothing.
+ */
+export class ReleaseSubscriber {
+  private connection?: Promise<RedisLike>;
+  private readonly channels = new Map<string, Channel>();
+
+  constructor(private readonly store: LockStore, private readonly timeoutMs: number) {}
+
+  /**
+   * Calls `onRelease` whenever `key` is released, from the moment this resolves until the returned
+   * function is called. Rejects when the node cannot be reached (the caller then relies on its timer).
+   */
+  async watch(key: string, onRelease: () => void): Promise<() => void> {
+    const name = releaseChannel(key);
+    let channel = this.channels.get(name);
+    if (!channel) {
+      const subscribed = this.connect().then(subscriber => subscriber.subscribe(name));
+      channel = { listeners: new Set(), subscribed };
+      this.channels.set(name, channel);
+      subscribed.catch(() => this.channels.get(name) === channel && this.channels.delete(name));
+    }
+    const { listeners } = channel;
+    listeners.add(onRelease);
+    try {
+      await channel.subscribed;
+    } catch (err) {
+      listeners.delete(onRelease);
+      throw err;
+    }
+    return () => {
+      listeners.delete(onRelease);
+      if (listeners.size > 0 || this.channels.get(name) !== channel) return;
+      this.channels.delete(name);
+      this.connection?.then(subscriber => subscriber.unsubscribe(name)).catch(() => undefined);
+    };
+  }
+
+  private connect(): Promise<RedisLike> {
+    if (!this.connection) {
+      const subscriber = this.store.client.duplicate() as RedisLike;
+      subscriber.on('error', () => undefined); // the lock's own client reports outages
+      subscriber.on('message', (channel: string) => {
+        for (const listener of this.channels.get(channel)?.listeners ?? []) listener();
+      });
+      this.connection = whenReady(subscriber, this.timeoutMs).then(() => subscriber, err => {
+        this.connection = undefined;
+        subscriber.disconnect();
+        throw err;
+      });
+    }
+    return this.connection;
+  }
+
+  close(): void {
+    this.channels.clear();
+    this.connection?.then(subscriber => subscriber.disconnect(), () => undefined);
+    this.connection = undefined;
+  }
+}

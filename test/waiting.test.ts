@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Redis from 'ioredis';
+import { LockBusyError, LockUnavailableError } from '../lib/errors';
+import type { Lock } from '../lib/lock';
+import type { Redlock } from '../lib/redlock';
+import { inspect, redlockOn } from './support/clients';
+import { killAll, RedisServer, startRedisServers } from './support/redis-server';
+
+/** How many lock scripts (EVAL/EVALSHA) the server has run so far. */
+async function scriptCalls(view: Redis): Promise<number> {
+  const stats = await view.info('commandstats');
+  return [ ...stats.matchAll(/cmdstat_eval(?:sha)?:calls=(\d+)/g) ].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+describe('waiting, singleflight and reentrancy', () => {
+  let servers: RedisServer[];
+  let views: Redis[];
+  let holder: Redlock;
+  let waiter: Redlock;
+
+  before(async () => {
+    servers = await startRedisServers(1);
+    views = servers.map(inspect);
+  });
+  beforeEach(async () => {
+    await views[0].flushall();
+    holder = await redlockOn(servers);
+    waiter = await redlockOn(servers);
+  });
+  afterEach(async () => {
+    await holder.close();
+    await waiter.close();
+  });
+  after(async () => {
+    views.forEach(v => v.disconnect());
+    await killAll(servers);
+  });
+
+  it('is woken by the release, not by polling or by the lease running out', async () => {
+    const held = await holder.lock('handoff', 20000);
+    const before = await scriptCalls(views[0]);
+    const waiting = waiter.lock('handoff', 5000, { waitTimeout: 30000 });
+    await sleep(1500); // node-redlock's default pace would have made ~7 attempts by now
+    const whileWaiting = await scriptCalls(views[0]) - before;
+    assert.ok(whileWaiting <= 2, `${whileWaiting} lock scripts while waiting (an attempt, then one after subscribing)`);
+    const releasedAt = Date.now();
+    await held.unlock();
+    const lock = await waiting;
+    assert.ok(Date.now() - releasedAt < 10000, 'acquired long before the 20 s lease would have run out');
+    assert.ok(await scriptCalls(views[0]) - before <= 4, 'one release and one more attempt');
+    assert.equal(await views[0].get('JOB_LOCKER_handoff'), lock.value);
+  });
+
+  it('falls back to the holder\'s lease when no release is published (a crashed holder, node-redlock)', async () => {
+    await views[0].set('JOB_LOCKER_silent', 'f'.repeat(32), 'PX', 400);
+    const before = await scriptCalls(views[0]);
+    const lock = await waiter.lock('silent', 5000, { waitTimeout: 10000 });
+    assert.equal(await views[0].get('JOB_LOCKER_silent'), lock.value);
+    assert.ok(await scriptCalls(views[0]) - before <= 4, 'woken once, at the end of the lease');
+  });
+
+  it('gives up at waitTimeout with a busy error that says who holds it', async () => {
+    await holder.lock('timeout', 20000);
+    const err = await waiter.lock('timeout', 1000, { waitTimeout: 300 }).catch(e => e);
+    assert.ok(err instanceof LockBusyError);
+    assert.match(err.message, /held by .+\/\d+ for ~\d+ more ms/);
+  });
+
+  it('lets callers of one process wait behind one another: one Redis waiter, arrival order kept', async () => {
+    const held = await holder.lock('queue', 20000);
+    const before = await scriptCalls(views[0]);
+    const order: number[] = [];
+    const locks: Array<Promise<Lock>> = [];
+    for (let i = 0; i < 10; i++) {
+      locks.push(waiter.lock('queue', 5000, { waitTimeout: 30000 }).then(async lock => {
+        order.push(i);
+        await lock.unlock();
+        return lock;
+      }));
+    }
+    await sleep(500);
+    const whileWaiting = await scriptCalls(views[0]) - before;
+    assert.ok(whileWaiting <= 2, `${whileWaiting} lock scripts while 10 callers wait`);
+    await held.unlock();
+    await Promise.all(locks);
+    assert.deepEqual(order, [ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 ]);
+    assert.equal(await waiter.tryLock('queue', 1000) !== null, true, 'free again at the end');
+  });
+
+  it('tells tryLock "busy" without a round trip while this process holds the name', async () => {
+    const held = await waiter.lock('local', 5000);
+    const before = await scriptCalls(views[0]);
+    assert.equal(await waiter.tryLock('local', 1000), null);
+    assert.equal(await scriptCalls(views[0]), before);
+    await held.unlock();
+    assert.ok(await waiter.tryLock('local', 1000));
+  });
+
+  it('frees the local turn when a lease runs out without unlock()', async () => {
+    await waiter.lock('forgotten', 200); // never unlocked
+    const next = await waiter.lock('forgotten', 1000, { waitTimeout: 5000 });
+    assert.equal(await views[0].get('JOB_LOCKER_forgotten'), next.value);
+  });
+
+  it('re-enters inside using(): the same lock with one more hold, while other call chains wait', async () => {
+    // A call chain that starts outside using(), once the routine lets it go.
+    let letGo!: () => void;
+    const outsider = new Promise<void>(resolve => { letGo = resolve; })
+      .then(() => waiter.lock('reentrant', 1000, { waitTimeout: 10000 }));
+    let outerValue = '';
+    await waiter.using('reentrant', 5000, async (_signal, outer) => {
+      outerValue = outer.value;
+      letGo();
+      const inner = await waiter.lock('reentrant', 5000);
+      assert.equal(inner, outer);
+      const nested = await waiter.using('reentrant', 5000, async (_s, lock) => lock);
+      assert.equal(nested, outer);
+      assert.equal(await inner.unlock(), true);
+      assert.equal(await views[0].get('JOB_LOCKER_reentrant'), outer.value, 'still held after the inner unlock');
+      assert.equal(await waiter.tryLock('reentrant', 1000), outer, 'tryLock re-enters too');
+      await outer.unlock();
+      await sleep(100);
+      assert.equal(await views[0].get('JOB_LOCKER_reentrant'), outer.value, 'the outside chain is still waiting');
+    });
+    const lock = await outsider;
+    assert.notEqual(lock.value, outerValue);
+    assert.equal(await views[0].get('JOB_LOCKER_reentrant'), lock.value, 'the outside chain got it after using() ended');
+  });
+
+  it('refuses a lock that overlaps one the call chain holds through another lock, instead of deadlocking', async () => {
+    await waiter.using('a', 5000, async () => {
+      const err = await waiter.lock([ 'a', 'b' ], 1000).catch(e => e);
+      assert.ok(err instanceof LockBusyError);
+      assert.match(err.message, /this call chain itself \(it holds JOB_LOCKER_a through another lock\)/);
+    });
+  });
+
+  it('wakes its waiters when the client closes', async () => {
+    await holder.lock('closing', 20000);
+    const waiting = waiter.lock('closing', 1000, { waitTimeout: 30000 }).catch(e => e);
+    await sleep(200);
+    await waiter.close();
+    const err = await waiting;
+    assert.ok(err instanceof LockBusyError || err instanceof LockUnavailableError, String(err));
+  });
+});
