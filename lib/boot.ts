@@ -88,6 +88,11 @@ export async function connectRedlock(config: RedlockConfig, logger: Logger,
   side = 'client'): Promise<Redlock> {
   const source = validateConfig(config);
   const stores = createStores(source, config, borrow);
+  if (config.fair && stores.length > 1) {
+    await Promise.all(stores.map(store => store.close()));
+    throw new TypeError('[egg-distributed-lock] config.redlock.fair needs one logical Redis node (single, Cluster or Sentinel), ' +
+      `got ${stores.length} independent masters: each could put a different waiter first`);
+  }
   if (stores.length > 1 && stores.length % 2 === 0) {
     logger.warn('[egg-distributed-lock] %d Redlock masters: an even number tolerates no more failures than %d; use 3 or 5',
       stores.length, stores.length - 1);

@@ -36,6 +36,8 @@ export interface RedlockConfig {
   driftFactor: number;
   /** Upper bound (ms) on the whole wait inside `lock()`; 0 = only retryCount bounds it. */
   waitTimeout: number;
+  /** Grant locks to waiters in arrival order (one name, one logical Redis node); per call: `{ fair }`. */
+  fair: boolean;
   /** `using()` stops extending after this long (ms), so a runaway routine cannot hold a lock forever. */
   maxHold: number;
   /** One Redis command may take this long (ms) before its node counts as failed. */
@@ -55,6 +57,7 @@ export const defaultConfig: RedlockConfig = {
   retryJitter: 100,
   driftFactor: 0.01,
   waitTimeout: 0,
+  fair: false,
   maxHold: 60 * 60 * 1000,
   commandTimeout: 2000,
   connectTimeout: 10000,
@@ -116,6 +119,7 @@ export function validateConfig(config: RedlockConfig): StoreSource {
   checkInteger('retryJitter', config.retryJitter, 0);
   checkInteger('waitTimeout', config.waitTimeout, 0);
   checkInteger('maxHold', config.maxHold, 1);
+  if (typeof config.fair !== 'boolean') fail('fair', 'a boolean', config.fair);
   checkInteger('commandTimeout', config.commandTimeout, 1);
   checkInteger('connectTimeout', config.connectTimeout, 1);
   if (typeof config.driftFactor !== 'number' || !(config.driftFactor >= 0 && config.driftFactor < 0.5)) {

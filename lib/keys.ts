@@ -16,6 +16,17 @@ export function releaseChannel(key: string): string {
   return `${key}:released`;
 }
 
+/**
+ * The fair-queue keys of `key`: in the same Redis Cluster slot as `key` (a script may only touch one
+ * slot), so they share its hash tag, or make the whole key their tag when it has none.
+ */
+export function queueKeys(key: string): [ string, string ] {
+  const open = key.indexOf('{');
+  const hasTag = open >= 0 && key.indexOf('}', open + 2) > open;
+  const base = hasTag ? key : `{${key}}`;
+  return [ `${base}:queue`, `${base}:tickets` ];
+}
+
 /** This process, as other processes see it in a busy error. */
 export const OWNER = `${hostname()}/${process.pid}`;
 

@@ -27,12 +27,15 @@ function granted(outcomes: NodeOutcome[]): boolean {
   return outcomes.filter(o => o.status === 'granted').length >= quorum(outcomes.length);
 }
 
-export async function acquireQuorum(stores: LockStore[], keys: string[], value: string, ttl: number, driftFactor: number): Promise<QuorumResult> {
+export async function acquireQuorum(stores: LockStore[], keys: string[], value: string, ttl: number, driftFactor: number,
+  fairTicketTtl?: number): Promise<QuorumResult> {
   const startedAt = Date.now();
   const outcomes = await askEveryNode(stores, async store => {
-    const reply = await store.acquire(keys, value, ttl);
+    const reply = await store.acquire(keys, value, ttl, fairTicketTtl);
     if (reply.granted) return { status: 'granted' };
-    return { status: 'held', key: reply.key, holder: holderOf(reply.holder), remainingMs: reply.remainingMs };
+    // pttl -3: the key is free, but an older fair waiter is first in line (scripts.ts ACQUIRE_FAIR).
+    const holder = reply.remainingMs === -3 ? `${holderOf(reply.holder)}, first in the fair queue` : holderOf(reply.holder);
+    return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
   });
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
   if (granted(outcomes) && expiration > Date.now()) return { granted: true, expiration, outcomes };

@@ -20,6 +20,8 @@ export interface LockOptions {
   retryJitter?: number;
   /** Give up after this many ms in total (0: as long as node-redlock would, see `waitBudget`). */
   waitTimeout?: number;
+  /** Grant the lock to waiters in arrival order (one name on one logical Redis node). */
+  fair?: boolean;
 }
 
 export interface UsingOptions extends LockOptions {
@@ -27,7 +29,7 @@ export interface UsingOptions extends LockOptions {
   maxHold?: number;
 }
 
-export type Settings = Pick<RedlockConfig, 'prefix' | 'ttl' | 'retryCount' | 'retryDelay' | 'retryJitter' | 'driftFactor' | 'waitTimeout' | 'maxHold' | 'commandTimeout'>;
+export type Settings = Pick<RedlockConfig, 'prefix' | 'ttl' | 'retryCount' | 'retryDelay' | 'retryJitter' | 'driftFactor' | 'waitTimeout' | 'maxHold' | 'commandTimeout' | 'fair'>;
 
 interface Logger {
   warn(...args: unknown[]): void;
@@ -38,6 +40,12 @@ interface Logger {
  * would take (retryCount × (retryDelay + mean jitter)), so the settings keep their meaning even
  * though waiting is now woken by releases rather than paced by the delay. -1 retries: no limit.
  */
+/**
+ * A fair waiter renews its place in the queue at least this often; one that stops (gave up, died)
+ * holds the queue up for at most FAIR_TICKET_TTL.
+ */
+const FAIR_TICKET_TTL = 5000;
+
 function waitBudget(retryCount: number, delay: number, jitter: number): number {
   return retryCount < 0 ? Infinity : retryCount * (delay + jitter / 2);
 }
@@ -94,6 +102,12 @@ export class Redlock implements LockOwner {
     const delay = checkCount(opts.retryDelay ?? this.settings.retryDelay, 'options.retryDelay', 0);
     const jitter = checkCount(opts.retryJitter ?? this.settings.retryJitter, 'options.retryJitter', 0);
     const waitTimeout = checkCount(opts.waitTimeout ?? this.settings.waitTimeout, 'options.waitTimeout', 0);
+    const fair = opts.fair ?? this.settings.fair;
+    if (typeof fair !== 'boolean') throw new TypeError(`[egg-distributed-lock] options.fair must be a boolean, got ${typeof fair}`);
+    if (fair && (sorted.length > 1 || this.stores.length > 1)) {
+      // Independent masters could each put a different waiter first, and then nobody wins a quorum.
+      throw new TypeError('[egg-distributed-lock] options.fair needs one name on one logical Redis node (single, Cluster or Sentinel), not several masters');
+    }
     const keys = sorted.map(n => this.key(n));
     if (this.closed) throw new LockUnavailableError(keys, [], 'the lock client is closed');
 
@@ -108,7 +122,7 @@ export class Redlock implements LockOwner {
     const leave = await this.queue.enter(keys, deadline);
     if (!leave) throw this.busyHere(keys);
     try {
-      const lock = await this.acquire(sorted, keys, ttl, deadline, () => retryDelay(delay, jitter));
+      const lock = await this.acquire(sorted, keys, ttl, deadline, () => retryDelay(delay, jitter), fair);
       this.track(lock, leave);
       return lock;
     } catch (err) {
@@ -122,25 +136,29 @@ export class Redlock implements LockOwner {
    * attempt again (a release between the two is then not missed), then sleep until a release is
    * published or the holder's lease runs out. When nodes fail, retry after retryDelay + jitter.
    */
-  private async acquire(names: string[], keys: string[], ttl: number, deadline: number, pause: () => number): Promise<Lock> {
+  private async acquire(names: string[], keys: string[], ttl: number, deadline: number, pause: () => number, fair: boolean): Promise<Lock> {
     const value = newLockValue();
     const bell = new Doorbell();
     this.bells.add(bell);
     let unwatch: Array<() => void> | undefined;
     try {
       for (let attempt = 1; ; attempt++) {
-        const result = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor);
+        const result = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor, fair ? FAIR_TICKET_TTL : undefined);
         if (result.granted) return new Lock(this, names, keys, value, result.expiration);
         const error = failure(keys, result.outcomes, attempt);
         const left = deadline - Date.now();
-        if (left <= 0 || this.closed) throw error;
+        if (left <= 0 || this.closed) {
+          if (fair) await this.stores[0].leaveQueue(keys[0], value).catch(() => undefined);
+          throw error;
+        }
         if (!(error instanceof LockBusyError)) {
           await bell.wait(Math.min(pause(), left));
         } else if (!unwatch) {
           unwatch = await this.watchReleases(keys, () => bell.ring());
         } else {
-          // A lease with no expiry (-1) cannot be waited out: fall back to pacing by retryDelay.
-          await bell.wait(Math.min(error.remainingMs > 0 ? error.remainingMs + 1 : pause(), left));
+          // A lease with no expiry cannot be waited out: pace by retryDelay; a fair waiter renews its ticket.
+          const wait = error.remainingMs > 0 ? error.remainingMs + 1 : pause();
+          await bell.wait(Math.min(wait, left, fair ? FAIR_TICKET_TTL / 3 : Infinity));
         }
       }
     } finally {

@@ -1,4 +1,5 @@
 import calculateSlot from 'cluster-key-slot';
+import { queueKeys } from './keys';
 import { COMMANDS, CommandName } from './scripts';
 
 /** What ioredis (4 or 5, plain or Cluster) offers that the store uses: enough to borrow egg-redis clients. */
@@ -61,18 +62,30 @@ export class LockStore {
     return this.client.status === 'ready';
   }
 
-  async acquire(keys: string[], value: string, ttl: number): Promise<AcquireReply> {
+  /** `fairTicketTtl`: take the one key in arrival order (see scripts.ts ACQUIRE_FAIR). */
+  async acquire(keys: string[], value: string, ttl: number, fairTicketTtl?: number): Promise<AcquireReply> {
+    if (fairTicketTtl) return this.reply(await this.run('redlockAcquireFair', [ keys[0], ...queueKeys(keys[0]) ], [ value, ttl, fairTicketTtl ]));
     const groups = this.slotGroups(keys);
     for (let i = 0; i < groups.length; i++) {
       const reply = await this.run('redlockAcquire', groups[i], [ value, ttl ]);
       if (reply !== 1) {
         // A Cluster lock over several slots is taken group by group; undo the groups already taken.
         if (i > 0) await this.release(groups.slice(0, i).flat(), value);
-        const [ key, holder, remainingMs ] = reply as [string, string, number];
-        return { granted: false, key, holder, remainingMs };
+        return this.reply(reply);
       }
     }
     return { granted: true };
+  }
+
+  private reply(reply: unknown): AcquireReply {
+    if (reply === 1) return { granted: true };
+    const [ key, holder, remainingMs ] = reply as [string, string, number];
+    return { granted: false, key, holder, remainingMs };
+  }
+
+  /** A fair waiter's exit from the queue of `key`. */
+  async leaveQueue(key: string, value: string): Promise<void> {
+    await this.run('redlockLeaveQueue', [ key, ...queueKeys(key) ], [ value ]);
   }
 
   /** How many of `keys` still held `value` and were deleted. */

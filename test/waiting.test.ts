@@ -136,6 +136,48 @@ describe('waiting, singleflight and reentrancy', () => {
     });
   });
 
+  it('with fair: true, grants the lock in arrival order across clients', async () => {
+    const clients = await Promise.all(Array.from({ length: 6 }, () => redlockOn(servers)));
+    try {
+      const held = await holder.lock('fair', 20000, { fair: true });
+      const order: number[] = [];
+      const done: Array<Promise<void>> = [];
+      for (let i = 0; i < clients.length; i++) {
+        done.push(clients[i].lock('fair', 5000, { fair: true, waitTimeout: 30000 }).then(async lock => {
+          order.push(i);
+          await lock.unlock();
+        }));
+        while (await views[0].zcard('{JOB_LOCKER_fair}:queue') < i + 1) await sleep(5); // arrived and queued
+      }
+      await held.unlock();
+      await Promise.all(done);
+      assert.deepEqual(order, [ 0, 1, 2, 3, 4, 5 ]);
+      assert.equal(await views[0].exists('{JOB_LOCKER_fair}:queue', '{JOB_LOCKER_fair}:tickets'), 0, 'the queue is gone');
+    } finally {
+      await Promise.all(clients.map(c => c.close()));
+    }
+  });
+
+  it('with fair: true, a waiter that gives up leaves the queue and lets the next one in', async () => {
+    const held = await holder.lock('fair-exit', 20000, { fair: true });
+    const quitter = waiter.lock('fair-exit', 1000, { fair: true, waitTimeout: 300 }).catch(e => e);
+    while (await views[0].zcard('{JOB_LOCKER_fair-exit}:queue') < 1) await sleep(5);
+    const patient = await redlockOn(servers);
+    try {
+      const next = patient.lock('fair-exit', 1000, { fair: true, waitTimeout: 30000 });
+      assert.ok(await quitter instanceof LockBusyError);
+      await held.unlock();
+      const lock = await next;
+      assert.equal(await views[0].get('JOB_LOCKER_fair-exit'), lock.value);
+    } finally {
+      await patient.close();
+    }
+  });
+
+  it('refuses fair: true over several names', async () => {
+    await assert.rejects(waiter.lock([ 'x', 'y' ], 1000, { fair: true }), /options.fair needs one name on one logical Redis node/);
+  });
+
   it('wakes its waiters when the client closes', async () => {
     await holder.lock('closing', 20000);
     const waiting = waiter.lock('closing', 1000, { waitTimeout: 30000 }).catch(e => e);
