@@ -8,3 +8,4 @@ export type { JobRun } from './lib/schedule/last-run';
 export type { ScheduleLockState } from './lib/schedule/locked-task';
 export type { JobLockOptions } from './lib/schedule';
 export { holdElsewhere, simulateRedisDown } from './lib/testing';
+export { FencedValue, StaleTokenError } from './lib/fencing';

@@ -17,14 +17,15 @@ export function releaseChannel(key: string): string {
 }
 
 /**
- * The fair-queue keys of `key`: in the same Redis Cluster slot as `key` (a script may only touch one
- * slot), so they share its hash tag, or make the whole key their tag when it has none.
+ * A key that lives beside a lock key (`:fence`, `:queue`, `:tickets`). In a Redis Cluster a script
+ * may only touch one slot, so there it shares the lock key's hash tag, or makes the whole lock key
+ * its tag when it has none; elsewhere it is simply `<key><suffix>`, under the same prefix.
  */
-export function queueKeys(key: string): [ string, string ] {
+export function companionKey(key: string, suffix: string, clustered: boolean): string {
+  if (!clustered) return `${key}${suffix}`;
   const open = key.indexOf('{');
   const hasTag = open >= 0 && key.indexOf('}', open + 2) > open;
-  const base = hasTag ? key : `{${key}}`;
-  return [ `${base}:queue`, `${base}:tickets` ];
+  return hasTag ? `${key}${suffix}` : `{${key}}${suffix}`;
 }
 
 /** This process, as other processes see it in a busy error. */

@@ -27,7 +27,17 @@ export class Lock {
     readonly value: string,
     /** Epoch ms at which the lease ends unless extended (clock drift already taken off). */
     public expiration: number,
+    /** Fencing token of each name, in `names` order: strictly increasing per name across holders. */
+    readonly fencingTokens: number[],
   ) {}
+
+  /**
+   * The fencing token (of the first name, for a multi-name lock: see `fencingTokens`). Hand it to
+   * the guarded resource with every access; the resource rejects tokens lower than one it has seen.
+   */
+  get fencingToken(): number {
+    return this.fencingTokens[0];
+  }
 
   /** The name, or the names joined by `,` for a multi-name lock. */
   get name(): string {

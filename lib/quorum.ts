@@ -11,6 +11,12 @@ import { leaseEnd, quorum } from './timing';
 
 export interface QuorumResult {
   granted: boolean;
+  /**
+   * Acquire only: a fencing token per key, the highest any granting node issued. Two quorums share
+   * a node, and every node's tokens follow server time, so a later holder gets a higher token as
+   * long as the masters' clocks agree better than the time between the two acquisitions.
+   */
+  tokens?: number[];
   /** When the lease ends by this process's clock (drift already taken off). */
   expiration: number;
   outcomes: NodeOutcome[];
@@ -30,15 +36,19 @@ function granted(outcomes: NodeOutcome[]): boolean {
 export async function acquireQuorum(stores: LockStore[], keys: string[], value: string, ttl: number, driftFactor: number,
   fairTicketTtl?: number): Promise<QuorumResult> {
   const startedAt = Date.now();
+  const tokens = keys.map(() => 0);
   const outcomes = await askEveryNode(stores, async store => {
     const reply = await store.acquire(keys, value, ttl, fairTicketTtl);
-    if (reply.granted) return { status: 'granted' };
+    if (reply.granted) {
+      reply.tokens.forEach((token, i) => { tokens[i] = Math.max(tokens[i], token); });
+      return { status: 'granted' };
+    }
     // pttl -3: the key is free, but an older fair waiter is first in line (scripts.ts ACQUIRE_FAIR).
     const holder = reply.remainingMs === -3 ? `${holderOf(reply.holder)}, first in the fair queue` : holderOf(reply.holder);
     return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
   });
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
-  if (granted(outcomes) && expiration > Date.now()) return { granted: true, expiration, outcomes };
+  if (granted(outcomes) && expiration > Date.now()) return { granted: true, expiration, outcomes, tokens };
   // A failed attempt may still hold some nodes (or be about to): release everywhere, owner-checked.
   if (outcomes.some(o => o.status !== 'held')) await releaseQuorum(stores, keys, value);
   return { granted: false, expiration, outcomes };

@@ -144,7 +144,7 @@ export class Redlock implements LockOwner {
     try {
       for (let attempt = 1; ; attempt++) {
         const result = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor, fair ? FAIR_TICKET_TTL : undefined);
-        if (result.granted) return new Lock(this, names, keys, value, result.expiration);
+        if (result.granted) return new Lock(this, names, keys, value, result.expiration, result.tokens!);
         const error = failure(keys, result.outcomes, attempt);
         const left = deadline - Date.now();
         if (left <= 0 || this.closed) {

@@ -1,27 +1,58 @@
 /**
  * The Lua scripts, one place. Every key comes through KEYS[] so Cluster routing and ACL key
- * patterns see it; values and durations come through ARGV.
+ * patterns see it; values and durations come through ARGV. Lock keys hold only the owner value
+ * (node-redlock's format); fencing counters, fair queues and records live in companion keys.
  */
 
-/** Takes every key or none. Returns 1, or { key, value, pttl } of the first key someone else holds. */
-export const ACQUIRE = `
-for _, key in ipairs(KEYS) do
-  local holder = redis.call('get', key)
-  if holder then return { key, holder, redis.call('pttl', key) } end
+/**
+ * Issues the next fencing token of one lock key from its counter KEYS[i]: max(counter + 1, server
+ * time in µs). The time floor keeps tokens increasing when a counter is lost (expired, a restart
+ * without persistence, a failover to a replica that missed the last write), and lets counters
+ * expire so that one-off names (`order:42`) leave nothing behind for long.
+ */
+const NEXT_FENCE = `
+local function next_fence(fence_key, now)
+  local token = math.max(tonumber(redis.call('get', fence_key) or '0') + 1, now)
+  local text = string.format('%.0f', token)
+  redis.call('set', fence_key, text, 'PX', 86400000)
+  return text
 end
-for _, key in ipairs(KEYS) do redis.call('set', key, ARGV[1], 'PX', ARGV[2]) end
-return 1`;
+local function now_us()
+  local t = redis.call('time')
+  return t[1] * 1000000 + t[2]
+end
+-- Before Redis 7, writing after TIME needs effects replication; from 7 on it is the only mode.
+pcall(redis.replicate_commands)
+`;
+
+/**
+ * Takes every lock key or none. KEYS: n lock keys, then their n fencing counters; ARGV: value, ttl.
+ * Returns { 1, token… }, or { 0, key, holder value, pttl } of the first key someone else holds.
+ */
+export const ACQUIRE = `${NEXT_FENCE}
+local n = #KEYS / 2
+for i = 1, n do
+  local holder = redis.call('get', KEYS[i])
+  if holder then return { 0, KEYS[i], holder, redis.call('pttl', KEYS[i]) } end
+end
+local now = now_us()
+local reply = { 1 }
+for i = 1, n do
+  redis.call('set', KEYS[i], ARGV[1], 'PX', ARGV[2])
+  reply[i + 1] = next_fence(KEYS[n + i], now)
+end
+return reply`;
 
 /**
  * Fair acquire of one key: waiters queue in KEYS[2] (zset: member = lock value, score = arrival ms)
  * with a ticket deadline each in KEYS[3] (hash); the lock goes only to the oldest live ticket, and a
  * waiter that stops renewing its ticket (it gave up or died) drops out when the deadline passes.
- * ARGV: value, ttl, ticket ttl. Returns 1, or { key, holder, pttl } — pttl -3 when the key is free
- * but `holder` is an older waiter, first in line.
+ * KEYS[4] is the fencing counter. ARGV: value, ttl, ticket ttl. Returns { 1, token }, or
+ * { 0, key, holder, pttl } — pttl -3 when the key is free but `holder` is an older waiter, first in line.
  */
-export const ACQUIRE_FAIR = `
-local t = redis.call('time')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+export const ACQUIRE_FAIR = `${NEXT_FENCE}
+local us = now_us()
+local now = math.floor(us / 1000)
 local head
 while true do
   head = redis.call('zrange', KEYS[2], 0, 0)[1]
@@ -34,14 +65,14 @@ if not holder and (not head or head == ARGV[1]) then
   redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
   redis.call('zrem', KEYS[2], ARGV[1])
   redis.call('hdel', KEYS[3], ARGV[1])
-  return 1
+  return { 1, next_fence(KEYS[4], us) }
 end
 redis.call('zadd', KEYS[2], 'NX', now, ARGV[1])
 redis.call('hset', KEYS[3], ARGV[1], now + tonumber(ARGV[3]))
 redis.call('pexpire', KEYS[2], ARGV[3])
 redis.call('pexpire', KEYS[3], ARGV[3])
-if holder then return { KEYS[1], holder, redis.call('pttl', KEYS[1]) } end
-return { KEYS[1], head, -3 }`;
+if holder then return { 0, KEYS[1], holder, redis.call('pttl', KEYS[1]) } end
+return { 0, KEYS[1], head, -3 }`;
 
 /** A fair waiter that gives up leaves the queue, and wakes the next one if the key is free. */
 export const LEAVE_QUEUE = `
@@ -71,6 +102,19 @@ for _, key in ipairs(KEYS) do
 end
 for _, key in ipairs(KEYS) do redis.call('pexpire', key, ARGV[2]) end
 return 1`;
+
+/**
+ * A resource guarded by fencing tokens (fencing.ts), kept in a hash KEYS[1] = { value, fence }:
+ * a read or write with a token lower than the highest seen is refused, so a holder that lost its
+ * lease (paused, partitioned) can neither act on nor overwrite what a later holder did.
+ * ARGV: token, 'read' | 'write', value. Returns { 1, value } or { 0, highest token seen }.
+ */
+export const FENCED_ACCESS = `
+local seen = redis.call('hget', KEYS[1], 'fence')
+if seen and tonumber(ARGV[1]) < tonumber(seen) then return { 0, seen } end
+redis.call('hset', KEYS[1], 'fence', ARGV[1])
+if ARGV[2] == 'write' then redis.call('hset', KEYS[1], 'value', ARGV[3]) end
+return { 1, redis.call('hget', KEYS[1], 'value') }`;
 
 /** Command names as defined on each client; prefixed so they cannot clash with a borrowed client's own. */
 export const COMMANDS = {

@@ -1,5 +1,5 @@
 import calculateSlot from 'cluster-key-slot';
-import { queueKeys } from './keys';
+import { companionKey } from './keys';
 import { COMMANDS, CommandName } from './scripts';
 
 /** What ioredis (4 or 5, plain or Cluster) offers that the store uses: enough to borrow egg-redis clients. */
@@ -35,7 +35,16 @@ export function whenReady(client: RedisLike, timeoutMs: number, failOnError = fa
   });
 }
 
-export type AcquireReply = { granted: true } | { granted: false; key: string; holder: string; remainingMs: number };
+export type AcquireReply =
+  | { granted: true; /** fencing token of each key, in order */ tokens: number[] }
+  | { granted: false; key: string; holder: string; remainingMs: number };
+
+function acquireReply(reply: unknown): AcquireReply {
+  const [ granted, ...rest ] = reply as [ number, ...Array<string | number> ];
+  if (granted === 1) return { granted: true, tokens: rest.map(Number) };
+  const [ key, holder, remainingMs ] = rest as [ string, string, number ];
+  return { granted: false, key, holder, remainingMs };
+}
 
 /**
  * One logical Redis: a single server, a Sentinel-managed master or a whole Cluster. Runs the lock
@@ -62,30 +71,43 @@ export class LockStore {
     return this.client.status === 'ready';
   }
 
-  /** `fairTicketTtl`: take the one key in arrival order (see scripts.ts ACQUIRE_FAIR). */
-  async acquire(keys: string[], value: string, ttl: number, fairTicketTtl?: number): Promise<AcquireReply> {
-    if (fairTicketTtl) return this.reply(await this.run('redlockAcquireFair', [ keys[0], ...queueKeys(keys[0]) ], [ value, ttl, fairTicketTtl ]));
-    const groups = this.slotGroups(keys);
-    for (let i = 0; i < groups.length; i++) {
-      const reply = await this.run('redlockAcquire', groups[i], [ value, ttl ]);
-      if (reply !== 1) {
-        // A Cluster lock over several slots is taken group by group; undo the groups already taken.
-        if (i > 0) await this.release(groups.slice(0, i).flat(), value);
-        return this.reply(reply);
-      }
-    }
-    return { granted: true };
+  private companion(key: string, suffix: string): string {
+    return companionKey(key, suffix, this.client.isCluster === true);
   }
 
-  private reply(reply: unknown): AcquireReply {
-    if (reply === 1) return { granted: true };
-    const [ key, holder, remainingMs ] = reply as [string, string, number];
-    return { granted: false, key, holder, remainingMs };
+  private queueKeys(key: string): string[] {
+    return [ key, this.companion(key, ':queue'), this.companion(key, ':tickets') ];
+  }
+
+  /**
+   * Takes every key or none, with a fencing token for each. `fairTicketTtl`: take the one key in
+   * arrival order (see scripts.ts ACQUIRE_FAIR).
+   */
+  async acquire(keys: string[], value: string, ttl: number, fairTicketTtl?: number): Promise<AcquireReply> {
+    if (fairTicketTtl) {
+      const keysFair = [ ...this.queueKeys(keys[0]), this.companion(keys[0], ':fence') ];
+      return acquireReply(await this.run('redlockAcquireFair', keysFair, [ value, ttl, fairTicketTtl ]));
+    }
+    const groups = this.slotGroups(keys);
+    const tokens: number[] = [];
+    for (let i = 0; i < groups.length; i++) {
+      const fences = groups[i].map(key => this.companion(key, ':fence'));
+      const reply = acquireReply(await this.run('redlockAcquire', [ ...groups[i], ...fences ], [ value, ttl ]));
+      if (!reply.granted) {
+        // A Cluster lock over several slots is taken group by group; undo the groups already taken.
+        if (i > 0) await this.release(groups.slice(0, i).flat(), value);
+        return reply;
+      }
+      tokens.push(...reply.tokens);
+    }
+    // Slot groups may reorder keys: give the tokens back in the order of `keys`.
+    const byKey = new Map(groups.flat().map((key, i) => [ key, tokens[i] ]));
+    return { granted: true, tokens: keys.map(key => byKey.get(key)!) };
   }
 
   /** A fair waiter's exit from the queue of `key`. */
   async leaveQueue(key: string, value: string): Promise<void> {
-    await this.run('redlockLeaveQueue', [ key, ...queueKeys(key) ], [ value ]);
+    await this.run('redlockLeaveQueue', this.queueKeys(key), [ value ]);
   }
 
   /** How many of `keys` still held `value` and were deleted. */

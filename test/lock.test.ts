@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Redis from 'ioredis';
 import { LockBusyError, LockLostError, LockUnavailableError } from '../lib/errors';
 import type { Redlock } from '../lib/redlock';
-import { inspect, redlockOn } from './support/clients';
+import { inspect, lockKeysOn, redlockOn } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
 
 for (const masters of [ 1, 3 ]) {
@@ -175,14 +175,14 @@ for (const masters of [ 1, 3 ]) {
       const lock = await redlock.lock('a', 1000);
       await assert.rejects(lock.extend(-5), RangeError);
       await lock.unlock();
-      for (const view of views) assert.equal(await view.dbsize(), 0, 'nothing left behind');
+      for (const view of views) assert.deepEqual(await lockKeysOn(view), [], 'no lock left behind');
     });
 
     it('releases what it holds at close and refuses new locks after', async () => {
       await redlock.lock('left-open', 60000);
       await redlock.lock([ 'x', 'y' ], 60000);
       await redlock.close();
-      for (const view of views) assert.equal(await view.dbsize(), 0);
+      for (const view of views) assert.deepEqual(await lockKeysOn(view), []);
       await assert.rejects(redlock.lock('late'), /closed/);
     });
 

@@ -147,12 +147,12 @@ describe('waiting, singleflight and reentrancy', () => {
           order.push(i);
           await lock.unlock();
         }));
-        while (await views[0].zcard('{JOB_LOCKER_fair}:queue') < i + 1) await sleep(5); // arrived and queued
+        while (await views[0].zcard('JOB_LOCKER_fair:queue') < i + 1) await sleep(5); // arrived and queued
       }
       await held.unlock();
       await Promise.all(done);
       assert.deepEqual(order, [ 0, 1, 2, 3, 4, 5 ]);
-      assert.equal(await views[0].exists('{JOB_LOCKER_fair}:queue', '{JOB_LOCKER_fair}:tickets'), 0, 'the queue is gone');
+      assert.equal(await views[0].exists('JOB_LOCKER_fair:queue', 'JOB_LOCKER_fair:tickets'), 0, 'the queue is gone');
     } finally {
       await Promise.all(clients.map(c => c.close()));
     }
@@ -161,7 +161,7 @@ describe('waiting, singleflight and reentrancy', () => {
   it('with fair: true, a waiter that gives up leaves the queue and lets the next one in', async () => {
     const held = await holder.lock('fair-exit', 20000, { fair: true });
     const quitter = waiter.lock('fair-exit', 1000, { fair: true, waitTimeout: 300 }).catch(e => e);
-    while (await views[0].zcard('{JOB_LOCKER_fair-exit}:queue') < 1) await sleep(5);
+    while (await views[0].zcard('JOB_LOCKER_fair-exit:queue') < 1) await sleep(5);
     const patient = await redlockOn(servers);
     try {
       const next = patient.lock('fair-exit', 1000, { fair: true, waitTimeout: 30000 });

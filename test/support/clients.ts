@@ -29,3 +29,8 @@ export function redlockOn(servers: RedisServer[], overrides: Partial<RedlockConf
 export function inspect(server: RedisServer): Redis {
   return new Redis({ host: '127.0.0.1', port: server.port, lazyConnect: false, maxRetriesPerRequest: 1 });
 }
+
+/** Lock keys on a server, leaving out the fencing counters that outlive their locks on purpose. */
+export async function lockKeysOn(view: Redis): Promise<string[]> {
+  return (await view.keys('*')).filter(key => !key.endsWith(':fence')).sort();
+}
