@@ -1,3 +1,4 @@
+import { format } from 'node:util';
 import Redis from 'ioredis';
 import { connectRedlock } from '../../lib/boot';
 import { defaultConfig, RedlockConfig } from '../../lib/config';
@@ -7,9 +8,9 @@ import type { RedisServer } from './redis-server';
 /** Log lines the plugin wrote, kept so tests can assert on them (and check no password leaks). */
 export class MemoryLogger {
   readonly lines: string[] = [];
-  info(...args: unknown[]) { this.lines.push([ 'INFO', ...args ].map(String).join(' ')); }
-  warn(...args: unknown[]) { this.lines.push([ 'WARN', ...args ].map(String).join(' ')); }
-  error(...args: unknown[]) { this.lines.push([ 'ERROR', ...args ].map(String).join(' ')); }
+  info(...args: unknown[]) { this.lines.push(`INFO ${format(...args)}`); }
+  warn(...args: unknown[]) { this.lines.push(`WARN ${format(...args)}`); }
+  error(...args: unknown[]) { this.lines.push(`ERROR ${format(...args)}`); }
 }
 
 /** A lock client over the given servers, with short retries so tests stay quick. */

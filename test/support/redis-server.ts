@@ -66,7 +66,8 @@ export class RedisServer {
     return new Promise(resolve => {
       const socket = connect(this.port, '127.0.0.1');
       socket.once('connect', () => { socket.end('PING\r\n'); });
-      socket.once('data', (d: Buffer) => { socket.destroy(); resolve(d.toString().startsWith('+PONG')); });
+      // -NOAUTH: a server with requirepass is up too.
+      socket.once('data', (d: Buffer) => { socket.destroy(); resolve(/^(\+PONG|-NOAUTH)/.test(d.toString())); });
       socket.once('error', () => resolve(false));
     });
   }
