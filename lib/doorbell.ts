@@ -6,8 +6,15 @@
 export class Doorbell {
   private rung = false;
   private wake?: () => void;
+  private lastRelease?: string;
 
-  ring(): void {
+  /**
+   * `release` identifies what was released (the released lock's value): with N masters the same
+   * release is published by every master, and should wake the waiter once, not N times.
+   */
+  ring(release?: string): void {
+    if (release !== undefined && release !== '' && release === this.lastRelease) return;
+    this.lastRelease = release;
     this.rung = true;
     this.wake?.();
   }

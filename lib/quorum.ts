@@ -22,11 +22,28 @@ export interface QuorumResult {
   outcomes: NodeOutcome[];
 }
 
-async function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>): Promise<NodeOutcome[]> {
-  return Promise.all(stores.map(store => ask(store).then(
-    outcome => ({ node: store.node, ...outcome }),
-    (err: Error) => ({ node: store.node, status: 'error' as const, error: err.message }),
-  )));
+/**
+ * Asks every node at once. Settles as soon as a quorum has granted — the slowest master need not be
+ * waited for; its answer still lands, in the background — and otherwise once every node answered.
+ */
+function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>): Promise<NodeOutcome[]> {
+  return new Promise(resolve => {
+    const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: 'no answer yet' }));
+    const needed = quorum(stores.length);
+    let answered = 0;
+    let grants = 0;
+    stores.forEach((store, i) => {
+      ask(store).then(
+        outcome => ({ node: store.node, ...outcome }),
+        (err: Error) => ({ node: store.node, status: 'error' as const, error: err.message }),
+      ).then(outcome => {
+        outcomes[i] = outcome;
+        answered++;
+        if (outcome.status === 'granted') grants++;
+        if (grants === needed || answered === stores.length) resolve(outcomes);
+      });
+    });
+  });
 }
 
 function granted(outcomes: NodeOutcome[]): boolean {
@@ -48,7 +65,7 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
     return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
   });
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
-  if (granted(outcomes) && expiration > Date.now()) return { granted: true, expiration, outcomes, tokens };
+  if (granted(outcomes) && expiration > Date.now()) return { granted: true, expiration, outcomes, tokens: [ ...tokens ] };
   // A failed attempt may still hold some nodes (or be about to): release everywhere, owner-checked.
   if (outcomes.some(o => o.status !== 'held')) await releaseQuorum(stores, keys, value);
   return { granted: false, expiration, outcomes };

@@ -154,7 +154,7 @@ export class Redlock implements LockOwner {
         if (!(error instanceof LockBusyError)) {
           await bell.wait(Math.min(pause(), left));
         } else if (!unwatch) {
-          unwatch = await this.watchReleases(keys, () => bell.ring());
+          unwatch = await this.watchReleases(keys, release => bell.ring(release));
         } else {
           // A lease with no expiry cannot be waited out: pace by retryDelay; a fair waiter renews its ticket.
           const wait = error.remainingMs > 0 ? error.remainingMs + 1 : pause();
@@ -168,7 +168,7 @@ export class Redlock implements LockOwner {
   }
 
   /** Subscribes to the release channels of `keys` on every node that answers. */
-  private async watchReleases(keys: string[], ring: () => void): Promise<Array<() => void>> {
+  private async watchReleases(keys: string[], ring: (release: string) => void): Promise<Array<() => void>> {
     const watches = await Promise.allSettled(this.subscribers.flatMap(s => keys.map(key => s.watch(key, ring))));
     return watches.flatMap(w => (w.status === 'fulfilled' ? [ w.value ] : []));
   }

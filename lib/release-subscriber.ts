@@ -1,8 +1,11 @@
 import { releaseChannel } from './keys';
 import { LockStore, RedisLike, whenReady } from './store';
 
+/** Called with the released lock's value ('' when a fair waiter left the queue). */
+type Listener = (release: string) => void;
+
 interface Channel {
-  listeners: Set<() => void>;
+  listeners: Set<Listener>;
   subscribed: Promise<unknown>;
 }
 
@@ -21,7 +24,7 @@ export class ReleaseSubscriber {
    * Calls `onRelease` whenever `key` is released, from the moment this resolves until the returned
    * function is called. Rejects when the node cannot be reached (the caller then relies on its timer).
    */
-  async watch(key: string, onRelease: () => void): Promise<() => void> {
+  async watch(key: string, onRelease: Listener): Promise<() => void> {
     const name = releaseChannel(key);
     let channel = this.channels.get(name);
     if (!channel) {
@@ -50,8 +53,8 @@ export class ReleaseSubscriber {
     if (!this.connection) {
       const subscriber = this.store.client.duplicate() as RedisLike;
       subscriber.on('error', () => undefined); // the lock's own client reports outages
-      subscriber.on('message', (channel: string) => {
-        for (const listener of this.channels.get(channel)?.listeners ?? []) listener();
+      subscriber.on('message', (channel: string, release: string) => {
+        for (const listener of this.channels.get(channel)?.listeners ?? []) listener(release);
       });
       this.connection = whenReady(subscriber, this.timeoutMs).then(() => subscriber, err => {
         this.connection = undefined;

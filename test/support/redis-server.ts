@@ -43,7 +43,11 @@ export class RedisServer {
     this.process = child;
     return new Promise((resolve, reject) => {
       let output = '';
-      const timer = setTimeout(() => reject(new Error(`redis-server on ${this.port} did not start: ${output}`)), 10000);
+      const timer = setTimeout(() => {
+        clearInterval(probe);
+        child.kill('SIGKILL'); // leave no stray server behind
+        reject(new Error(`redis-server on ${this.port} did not start: ${output}`));
+      }, 10000);
       const probe = setInterval(async () => {
         if (await this.ping()) {
           clearInterval(probe);

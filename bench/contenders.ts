@@ -1,0 +1,170 @@
+/**
+ * The lock libraries under test, behind one small interface. Each `connect()` is one "client": its
+ * own Redis connections, as a separate process would have. Every library runs with its DEFAULT retry
+ * settings; only a waiter's overall bound is raised (see `acquireWaiting`) so a long queue does not
+ * give up half-way, each keeping its default retry pace.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import Redis from 'ioredis';
+import Redlock4 from 'redlock';
+import Redlock5, { Lock as Lock5 } from 'redlock5';
+import { Mutex, RedlockMutex } from 'redis-semaphore';
+import { connectRedlock } from '../lib/boot';
+import { defaultConfig } from '../lib/config';
+import type { Lock } from '../lib/lock';
+import type { Redlock } from '../lib/redlock';
+import type { QuietLogger } from './quiet-logger';
+
+/** Lease of every lock the bench takes (ms): far longer than any hold, so nothing expires. */
+export const LOCK_TTL = 10000;
+
+/** How long a waiter may wait in all (ms): far longer than any queue in the bench, so none gives up. */
+export const WAIT_BOUND = 30000;
+
+/** Every library locks the same key shape as the plugin (`${prefix}_${name}`). */
+const key = (name: string) => `${defaultConfig.prefix}_${name}`;
+
+/** A lock held by a client. */
+export interface Held {
+  release(): Promise<void>;
+}
+
+export interface LockClient {
+  /** Takes the lock with the library's default retries. */
+  acquire(name: string): Promise<Held>;
+  /** Takes the lock, waiting up to about WAIT_BOUND ms: the library's own bound raised, its retry pace kept. */
+  acquireWaiting(name: string): Promise<Held>;
+  close(): Promise<void>;
+}
+
+export interface Contender {
+  /** Row label, with the version installed. */
+  label: string;
+  /** The raw floor is no lock library: it is only measured uncontended. */
+  isFloor?: boolean;
+  isPlugin?: boolean;
+  connect(ports: number[]): Promise<LockClient>;
+}
+
+/** The installed version of a package (or of this project, given `..`), from its package.json. */
+export function versionOf(packageDir: string): string {
+  const file = path.join(__dirname, packageDir, 'package.json');
+  return String(JSON.parse(readFileSync(file, 'utf8')).version).replace(/^v/, '');
+}
+
+const installed = (pkg: string) => versionOf(path.join('..', 'node_modules', pkg));
+
+/** A plain ioredis connection (the library defaults), resolved once it is ready. */
+async function connectRedis(port: number): Promise<Redis> {
+  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
+  await client.connect();
+  return client;
+}
+
+const connectAll = (ports: number[]) => Promise.all(ports.map(connectRedis));
+
+async function quitAll(clients: Redis[]): Promise<void> {
+  await Promise.all(clients.map(c => c.quit().catch(() => c.disconnect())));
+}
+
+/** node-redlock bounds a wait by attempts: at its default delay of 200 ± 100 ms, this many cover WAIT_BOUND. */
+const WAIT_RETRIES = Math.ceil(WAIT_BOUND / 100);
+
+/** The two bare round trips a lock needs at least: SET NX PX, then DEL (in parallel on every master). */
+export const rawFloor: Contender = {
+  label: '**raw floor**: bare `SET NX PX` + `DEL`, no library',
+  isFloor: true,
+  async connect(ports) {
+    const clients = await connectAll(ports);
+    const acquire = async (name: string): Promise<Held> => {
+      const k = key(name);
+      await Promise.all(clients.map(c => c.set(k, 'v', 'PX', LOCK_TTL, 'NX')));
+      return { release: async () => { await Promise.all(clients.map(c => c.del(k))); } };
+    };
+    return {
+      acquire,
+      acquireWaiting: () => Promise.reject(new Error('the raw floor does not wait')),
+      close: () => quitAll(clients),
+    };
+  },
+};
+
+export function plugin(logger: QuietLogger): Contender {
+  return {
+    label: `egg-distributed-lock ${versionOf('..')} (this plugin)`,
+    isPlugin: true,
+    async connect(ports) {
+      const redlock = await connectPlugin(ports, logger);
+      const hold = (lock: Lock): Held => ({
+        release: async () => {
+          if (!await lock.unlock()) throw new Error(`${lock.key} had expired or been taken before release`);
+        },
+      });
+      return {
+        acquire: async name => hold(await redlock.lock(name, LOCK_TTL)),
+        // retryCount -1: no attempt limit, so only waitTimeout bounds the wait; delay/jitter stay default.
+        acquireWaiting: async name => hold(await redlock.lock(name, LOCK_TTL, { retryCount: -1, waitTimeout: WAIT_BOUND })),
+        close: () => redlock.close(),
+      };
+    },
+  };
+}
+
+/** The plugin's lock client with its default config, over the given servers. */
+export function connectPlugin(ports: number[], logger: QuietLogger): Promise<Redlock> {
+  return connectRedlock({ ...defaultConfig, clients: ports.map(port => ({ host: '127.0.0.1', port })) }, logger);
+}
+
+export const nodeRedlock4: Contender = {
+  label: `redlock ${installed('redlock')} (node-redlock)`,
+  async connect(ports) {
+    const clients = await connectAll(ports);
+    const redlock = new Redlock4(clients as any);
+    // node-redlock 4 takes the attempt count per instance (its per-call lockWithOptions is untyped),
+    // so waiters use a second instance on the same connections; delay and jitter stay default.
+    const patient = new Redlock4(clients as any, { retryCount: WAIT_RETRIES });
+    const hold = (lock: Redlock4.Lock): Held => ({ release: async () => { await lock.unlock(); } });
+    return {
+      acquire: async name => hold(await redlock.lock(key(name), LOCK_TTL)),
+      acquireWaiting: async name => hold(await patient.lock(key(name), LOCK_TTL)),
+      close: () => quitAll(clients),
+    };
+  },
+};
+
+export const nodeRedlock5: Contender = {
+  label: `redlock ${installed('redlock5')} (node-redlock 5)`,
+  async connect(ports) {
+    const clients = await connectAll(ports);
+    const redlock = new Redlock5(clients as any);
+    const hold = (lock: Lock5): Held => ({ release: async () => { await lock.release(); } });
+    return {
+      acquire: async name => hold(await redlock.acquire([ key(name) ], LOCK_TTL)),
+      acquireWaiting: async name => hold(await redlock.acquire([ key(name) ], LOCK_TTL, { retryCount: WAIT_RETRIES })),
+      close: () => quitAll(clients),
+    };
+  },
+};
+
+export const redisSemaphore: Contender = {
+  label: `redis-semaphore ${installed('redis-semaphore')} (Mutex / RedlockMutex)`,
+  async connect(ports) {
+    const clients = await connectAll(ports);
+    // One lock object per acquisition, as the library is meant to be used (it binds key and identifier).
+    // A waiter raises acquireTimeout (default 10 s); retryInterval stays at its default 10 ms.
+    const mutex = (name: string, acquireTimeout?: number) => {
+      const options = { lockTimeout: LOCK_TTL, ...(acquireTimeout ? { acquireTimeout } : {}) };
+      return clients.length === 1 ? new Mutex(clients[0], key(name), options) : new RedlockMutex(clients, key(name), options);
+    };
+    const take = async (lock: Mutex | RedlockMutex): Promise<Held> => {
+      await lock.acquire();
+      return { release: () => lock.release() };
+    };
+    return {
+      acquire: name => take(mutex(name)),
+      acquireWaiting: name => take(mutex(name, WAIT_BOUND)),
+      close: () => quitAll(clients),
+    };
+  },
+};
