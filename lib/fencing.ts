@@ -1,5 +1,7 @@
-import { FENCED_ACCESS } from './scripts';
+import { FENCED_ACCESS, runScript, script } from './scripts';
 import type { RedisLike } from './store';
+
+const FENCED = script(FENCED_ACCESS);
 
 /** A guarded resource refused an access because a later lock holder has used it since. */
 export class StaleTokenError extends Error {
@@ -16,9 +18,7 @@ export class StaleTokenError extends Error {
  * holder whose lease ran out while it was paused cannot clobber the next holder's work.
  */
 export class FencedValue {
-  constructor(private readonly client: RedisLike, readonly key: string) {
-    if (typeof client.redlockFencedAccess !== 'function') client.defineCommand('redlockFencedAccess', { lua: FENCED_ACCESS, numberOfKeys: 1 });
-  }
+  constructor(private readonly client: RedisLike, readonly key: string) {}
 
   read(token: number): Promise<string | null> {
     return this.access(token, 'read');
@@ -30,7 +30,7 @@ export class FencedValue {
 
   private async access(token: number, op: 'read' | 'write', value = ''): Promise<string | null> {
     if (!Number.isSafeInteger(token) || token < 0) throw new TypeError(`[egg-distributed-lock] token must be a lock's fencingToken, got ${token}`);
-    const [ ok, result ] = await this.client.redlockFencedAccess(this.key, token, op, value) as [ number, string | null ];
+    const [ ok, result ] = await runScript(this.client as any, FENCED, [ this.key ], [ token, op, value ]) as [ number, string | null ];
     if (ok !== 1) throw new StaleTokenError(this.key, token, Number(result));
     return result;
   }

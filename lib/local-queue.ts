@@ -11,6 +11,18 @@ export class LocalQueue {
     return this.queues.has(key);
   }
 
+  /** Takes the turn for every key at once if nobody in this process has any of them; else null. */
+  tryEnter(keys: string[]): (() => void) | null {
+    if (keys.some(key => this.queues.has(key))) return null;
+    for (const key of keys) this.queues.set(key, []);
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      for (const key of keys) this.next(key);
+    };
+  }
+
   /**
    * Takes the turn for every key (in the given, sorted, order so two callers cannot deadlock),
    * waiting until `deadline` (epoch ms). Resolves to a function that gives the turns back, or to

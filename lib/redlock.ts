@@ -119,7 +119,7 @@ export class Redlock implements LockOwner {
     }
 
     const deadline = retryCount === 0 ? Date.now() : Date.now() + (waitTimeout || waitBudget(retryCount, delay, jitter));
-    const leave = await this.queue.enter(keys, deadline);
+    const leave = this.queue.tryEnter(keys) ?? await this.queue.enter(keys, deadline);
     if (!leave) throw this.busyHere(keys);
     try {
       const lock = await this.acquire(sorted, keys, ttl, deadline, () => retryDelay(delay, jitter), fair);

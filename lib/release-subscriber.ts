@@ -1,5 +1,5 @@
 import { releaseChannel } from './keys';
-import { LockStore, RedisLike, whenReady } from './store';
+import { LockStore, RedisLike, whenReady, withTimeout } from './store';
 
 /** Called with the released lock's value ('' when a fair waiter left the queue). */
 type Listener = (release: string) => void;
@@ -28,7 +28,7 @@ export class ReleaseSubscriber {
     const name = releaseChannel(key);
     let channel = this.channels.get(name);
     if (!channel) {
-      const subscribed = this.connect().then(subscriber => subscriber.subscribe(name));
+      const subscribed = withTimeout(this.connect().then(subscriber => subscriber.subscribe(name)), this.timeoutMs);
       channel = { listeners: new Set(), subscribed };
       this.channels.set(name, channel);
       subscribed.catch(() => this.channels.get(name) === channel && this.channels.delete(name));

@@ -1,11 +1,10 @@
 import calculateSlot from 'cluster-key-slot';
 import { companionKey } from './keys';
-import { COMMANDS, CommandName } from './scripts';
+import { runScript, script, Script, ScriptName, SCRIPTS } from './scripts';
 
 /** What ioredis (4 or 5, plain or Cluster) offers that the store uses: enough to borrow egg-redis clients. */
 export interface RedisLike {
   status: string;
-  defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void;
   on(event: string, listener: (...args: any[]) => void): unknown;
   once(event: string, listener: (...args: any[]) => void): unknown;
   removeListener(event: string, listener: (...args: any[]) => void): unknown;
@@ -39,6 +38,8 @@ export type AcquireReply =
   | { granted: true; /** fencing token of each key, in order */ tokens: number[] }
   | { granted: false; key: string; holder: string; remainingMs: number };
 
+const LOADED = Object.fromEntries(Object.entries(SCRIPTS).map(([ name, lua ]) => [ name, script(lua) ])) as Record<ScriptName, Script>;
+
 function acquireReply(reply: unknown): AcquireReply {
   const [ granted, ...rest ] = reply as [ number, ...Array<string | number> ];
   if (granted === 1) return { granted: true, tokens: rest.map(Number) };
@@ -61,9 +62,6 @@ export class LockStore {
     readonly owned: boolean,
     private readonly commandTimeout: number,
   ) {
-    for (const [ name, lua ] of Object.entries(COMMANDS)) {
-      if (typeof client[name] !== 'function') client.defineCommand(name, { lua });
-    }
     client.on('error', (err: Error) => { this.lastError = err.message; });
   }
 
@@ -86,13 +84,13 @@ export class LockStore {
   async acquire(keys: string[], value: string, ttl: number, fairTicketTtl?: number): Promise<AcquireReply> {
     if (fairTicketTtl) {
       const keysFair = [ ...this.queueKeys(keys[0]), this.companion(keys[0], ':fence') ];
-      return acquireReply(await this.run('redlockAcquireFair', keysFair, [ value, ttl, fairTicketTtl ]));
+      return acquireReply(await this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, fairTicketTtl ]));
     }
     const groups = this.slotGroups(keys);
     const tokens: number[] = [];
     for (let i = 0; i < groups.length; i++) {
       const fences = groups[i].map(key => this.companion(key, ':fence'));
-      const reply = acquireReply(await this.run('redlockAcquire', [ ...groups[i], ...fences ], [ value, ttl ]));
+      const reply = acquireReply(await this.run('ACQUIRE', [ ...groups[i], ...fences ], [ value, ttl ]));
       if (!reply.granted) {
         // A Cluster lock over several slots is taken group by group; undo the groups already taken.
         if (i > 0) await this.release(groups.slice(0, i).flat(), value);
@@ -107,20 +105,20 @@ export class LockStore {
 
   /** A fair waiter's exit from the queue of `key`. */
   async leaveQueue(key: string, value: string): Promise<void> {
-    await this.run('redlockLeaveQueue', this.queueKeys(key), [ value ]);
+    await this.run('LEAVE_QUEUE', this.queueKeys(key), [ value ]);
   }
 
   /** How many of `keys` still held `value` and were deleted. */
   async release(keys: string[], value: string): Promise<number> {
     let released = 0;
-    for (const group of this.slotGroups(keys)) released += Number(await this.run('redlockRelease', group, [ value ]));
+    for (const group of this.slotGroups(keys)) released += Number(await this.run('RELEASE', group, [ value ]));
     return released;
   }
 
   /** True when every key still held `value` and now has a lease of `ttl` ms. */
   async extend(keys: string[], value: string, ttl: number): Promise<boolean> {
     for (const group of this.slotGroups(keys)) {
-      if (Number(await this.run('redlockExtend', group, [ value, ttl ])) !== 1) return false;
+      if (Number(await this.run('EXTEND', group, [ value, ttl ])) !== 1) return false;
     }
     return true;
   }
@@ -128,7 +126,7 @@ export class LockStore {
   async close(): Promise<void> {
     if (!this.owned) return;
     try {
-      await this.client.quit();
+      await this.bounded(this.client.quit());
     } catch {
       this.client.disconnect();
     }
@@ -154,17 +152,22 @@ export class LockStore {
     await this.bounded(this.client.set(key, value, 'PX', ttl));
   }
 
-  private run(command: CommandName, keys: string[], args: Array<string | number>): Promise<unknown> {
-    return this.bounded(this.client[command](keys.length, ...keys, ...args));
+  private run(name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> {
+    return this.bounded(runScript(this.client as any, LOADED[name], keys, args));
   }
 
   private bounded<T>(reply: Promise<T>): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out after ${this.commandTimeout} ms`)), this.commandTimeout);
-      reply.then(
-        value => { clearTimeout(timer); resolve(value); },
-        (err: Error) => { clearTimeout(timer); reject(err); },
-      );
-    });
+    return withTimeout(reply, this.commandTimeout);
   }
+}
+
+/** `reply`, or a rejection once `ms` have passed: no Redis call of the plugin may wait forever. */
+export function withTimeout<T>(reply: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    reply.then(
+      value => { clearTimeout(timer); resolve(value); },
+      (err: Error) => { clearTimeout(timer); reject(err); },
+    );
+  });
 }

@@ -9,7 +9,7 @@ import { defaultConfig, RedlockConfig } from '../lib/config';
 import { LockUnavailableError } from '../lib/errors';
 import type { Redlock } from '../lib/redlock';
 import { saveLastRun } from '../lib/schedule/last-run';
-import { COMMANDS, FENCED_ACCESS } from '../lib/scripts';
+import { FENCED_ACCESS, SCRIPTS } from '../lib/scripts';
 import { MemoryLogger } from './support/clients';
 import { freePort, RedisServer } from './support/redis-server';
 
@@ -106,7 +106,7 @@ describe('security', () => {
   it('sends every key a script touches through KEYS[]', () => {
     // Each redis.call on a key names KEYS[i], or a loop variable / parameter bound to KEYS.
     const keyArgs = new Set([ 'key', 'fence_key' ]);
-    for (const [ name, lua ] of Object.entries({ ...COMMANDS, FENCED_ACCESS })) {
+    for (const [ name, lua ] of Object.entries({ ...SCRIPTS, FENCED_ACCESS })) {
       for (const [ , command, first ] of lua.matchAll(/redis\.call\('(\w+)',\s*([^,)]+)/g)) {
         if (command === 'publish') continue; // a channel, not a key
         assert.ok(/^KEYS\[[^\]]+\]$/.test(first) || keyArgs.has(first), `${name}: redis.call('${command}', ${first})`);

@@ -12,12 +12,16 @@ const Redis = require('ioredis');
 const { ports, resourcePort, loops, ttl } = JSON.parse(process.argv[2]);
 const quiet = { info() {}, warn() {}, error() {} };
 const stats = { done: 0, stale: 0, lostLearned: 0, failed: 0, overlaps: 0 };
+// What each loop is doing now, reported with the stats so a hang can be told apart from slowness.
+const stages = [];
 let stopping = false;
 
-async function loop(redlock, resource, resourceClient) {
+async function loop(id, redlock, resource, resourceClient) {
   while (!stopping) {
+    stages[id] = 'locking';
     try {
       await redlock.using('counter', ttl, async (signal, lock) => {
+        stages[id] = 'inside';
         if (await resourceClient.incr('inside') > 1) stats.overlaps++;
         try {
           const value = Number(await resource.read(lock.fencingToken) || 0);
@@ -28,6 +32,7 @@ async function loop(redlock, resource, resourceClient) {
         } finally {
           if (signal.aborted) stats.lostLearned++;
           await resourceClient.decr('inside');
+          stages[id] = 'releasing';
         }
       }, { waitTimeout: 5000 });
     } catch (err) {
@@ -43,9 +48,10 @@ async function main() {
   }, quiet);
   const resourceClient = new Redis({ port: resourcePort, host: '127.0.0.1' });
   const resource = new FencedValue(resourceClient, 'counter');
-  const report = setInterval(() => process.send({ stats }), 200);
+  const report = setInterval(() => process.send({ stats, stages }), 200);
   process.on('message', message => { if (message === 'stop') stopping = true; });
-  await Promise.all(Array.from({ length: loops }, () => loop(redlock, resource, resourceClient)));
+  await Promise.all(Array.from({ length: loops }, (_, id) => loop(id, redlock, resource, resourceClient)));
+  stages.fill('closing');
   clearInterval(report);
   process.send({ stats, final: true });
   await redlock.close();

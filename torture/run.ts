@@ -54,6 +54,7 @@ export async function torture(options: TortureOptions): Promise<TortureResult> {
     const resource = new Redis({ port: resourceServer[0].port, host: '127.0.0.1' });
     views.push(resource);
     const stats = new Map<ChildProcess, ContenderStats>();
+    const stages = new Map<ChildProcess, string[]>();
     const finals: Array<Promise<void>> = [];
     for (let i = 0; i < processes; i++) {
       const env = { ...process.env };
@@ -62,8 +63,9 @@ export async function torture(options: TortureOptions): Promise<TortureResult> {
         { env, execArgv: [], stdio: [ 'ignore', 'inherit', 'inherit', 'ipc' ] });
       children.push(child);
       finals.push(new Promise((resolve, reject) => {
-        child.on('message', (message: { stats: ContenderStats; final?: boolean }) => {
+        child.on('message', (message: { stats: ContenderStats; stages?: string[]; final?: boolean }) => {
           stats.set(child, message.stats);
+          if (message.stages) stages.set(child, message.stages);
           if (message.final) resolve();
         });
         child.once('exit', code => (code === 0 ? resolve() : reject(new Error(`contender exited with ${code}`))));
@@ -110,7 +112,10 @@ export async function torture(options: TortureOptions): Promise<TortureResult> {
     }
     await Promise.all(pending);
     for (const child of children) child.send('stop');
-    await Promise.all(finals);
+    // Every wait in a contender is bounded (waitTimeout 5 s, commands 300 ms): 20 s means a hang.
+    await Promise.race([ Promise.all(finals), sleep(20000).then(() => {
+      throw new Error(`contenders did not stop: ${children.map(c => `${c.pid}: ${(stages.get(c) ?? []).join(',')}`).join('; ')}`);
+    }) ]);
 
     const total = [ ...stats.values() ].reduce<ContenderStats>((sum, s) => ({
       done: sum.done + s.done, stale: sum.stale + s.stale, lostLearned: sum.lostLearned + s.lostLearned,
