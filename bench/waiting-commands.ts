@@ -14,6 +14,8 @@ export interface WaitingPlan {
 export interface WaitingResult {
   /** Commands per second on all servers while the waiters wait and the lock stays held. */
   perSec: CommandCount;
+  /** The same over the second half of the hold only: what waiting costs once every waiter is set up. */
+  steadyPerSec: CommandCount;
   /**
    * Per waiter, everything it took to wait through the first release: from the waiters' start until
    * one of them has the lock (and the others are back to waiting).
@@ -77,8 +79,12 @@ export async function measureWaitingCommands(clients: LockClient[], counter: Com
 
   let result: WaitingResult;
   try {
-    await sleep(plan.holdMs);
+    await sleep(plan.holdMs / 2);
+    const halfway = await counter.snapshot();
+    const halfwayAt = nowMs();
+    await sleep(plan.holdMs / 2);
     const beforeRelease = await counter.snapshot();
+    const steadySeconds = (nowMs() - halfwayAt) / 1000;
     const heldSeconds = (nowMs() - startedAt) / 1000;
     let release = () => holder.release();
     let before = beforeRelease;
@@ -100,8 +106,10 @@ export async function measureWaitingCommands(clients: LockClient[], counter: Com
     }
 
     const waited = counter.since(start, beforeRelease);
+    const steady = counter.since(halfway, beforeRelease);
     result = {
       perSec: { all: waited.all / heldSeconds, sent: waited.sent / heldSeconds },
+      steadyPerSec: { all: steady.all / steadySeconds, sent: steady.sent / steadySeconds },
       perWaiterPerRelease: { all: throughFirst!.all / plan.waiters, sent: throughFirst!.sent / plan.waiters },
       atReleasePerWaiter: { all: atReleases.all / waitersWoken, sent: atReleases.sent / waitersWoken },
     };
