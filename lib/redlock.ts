@@ -97,17 +97,7 @@ export class Redlock implements LockOwner {
   async lock(names: string | string[], ttl: number = this.settings.ttl, options?: LockOptions): Promise<Lock> {
     const sorted = checkNames(names);
     checkTtl(ttl);
-    const opts = checkOptions<LockOptions>(options);
-    const retryCount = checkCount(opts.retryCount ?? this.settings.retryCount, 'options.retryCount', -1);
-    const delay = checkCount(opts.retryDelay ?? this.settings.retryDelay, 'options.retryDelay', 0);
-    const jitter = checkCount(opts.retryJitter ?? this.settings.retryJitter, 'options.retryJitter', 0);
-    const waitTimeout = checkCount(opts.waitTimeout ?? this.settings.waitTimeout, 'options.waitTimeout', 0);
-    const fair = opts.fair ?? this.settings.fair;
-    if (typeof fair !== 'boolean') throw new TypeError(`[egg-distributed-lock] options.fair must be a boolean, got ${typeof fair}`);
-    if (fair && (sorted.length > 1 || this.stores.length > 1)) {
-      // Independent masters could each put a different waiter first, and then nobody wins a quorum.
-      throw new TypeError('[egg-distributed-lock] options.fair needs one name on one logical Redis node (single, Cluster or Sentinel), not several masters');
-    }
+    const { deadline, pause, fair } = this.waitPlan(checkOptions<LockOptions>(options), sorted.length);
     const keys = sorted.map(n => this.key(n));
     if (this.closed) throw new LockUnavailableError(keys, [], 'the lock client is closed');
 
@@ -118,17 +108,32 @@ export class Redlock implements LockOwner {
       throw new LockBusyError(keys, [], `this call chain itself (it holds ${selfHeld.join(', ')} through another lock)`, 0, 0);
     }
 
-    const deadline = retryCount === 0 ? Date.now() : Date.now() + (waitTimeout || waitBudget(retryCount, delay, jitter));
     const leave = this.queue.tryEnter(keys) ?? await this.queue.enter(keys, deadline);
     if (!leave) throw this.busyHere(keys);
     try {
-      const lock = await this.acquire(sorted, keys, ttl, deadline, () => retryDelay(delay, jitter), fair);
+      const lock = await this.acquire(sorted, keys, ttl, deadline, pause, fair);
       this.track(lock, leave);
       return lock;
     } catch (err) {
       leave();
       throw err;
     }
+  }
+
+  /** How one `lock()` call waits: its options over the configured defaults, checked. */
+  private waitPlan(opts: Partial<LockOptions>, names: number): { deadline: number; pause: () => number; fair: boolean } {
+    const retryCount = checkCount(opts.retryCount ?? this.settings.retryCount, 'options.retryCount', -1);
+    const delay = checkCount(opts.retryDelay ?? this.settings.retryDelay, 'options.retryDelay', 0);
+    const jitter = checkCount(opts.retryJitter ?? this.settings.retryJitter, 'options.retryJitter', 0);
+    const waitTimeout = checkCount(opts.waitTimeout ?? this.settings.waitTimeout, 'options.waitTimeout', 0);
+    const fair = opts.fair ?? this.settings.fair;
+    if (typeof fair !== 'boolean') throw new TypeError(`[egg-distributed-lock] options.fair must be a boolean, got ${typeof fair}`);
+    if (fair && (names > 1 || this.stores.length > 1)) {
+      // Independent masters could each put a different waiter first, and then nobody wins a quorum.
+      throw new TypeError('[egg-distributed-lock] options.fair needs one name on one logical Redis node (single, Cluster or Sentinel), not several masters');
+    }
+    const budget = retryCount === 0 ? 0 : waitTimeout || waitBudget(retryCount, delay, jitter);
+    return { deadline: Date.now() + budget, pause: () => retryDelay(delay, jitter), fair };
   }
 
   /**
