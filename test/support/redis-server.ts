@@ -21,10 +21,11 @@ export function freePort(): Promise<number> {
 export class RedisServer {
   private process?: ChildProcess;
 
-  private constructor(readonly port: number, private readonly extraArgs: string[]) {}
+  private constructor(readonly port: number, private readonly extraArgs: string[], private readonly configFile?: string) {}
 
-  static async start(extraArgs: string[] = []): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), extraArgs);
+  /** `configFile` comes first on the command line, as a Sentinel needs (`--sentinel` in `extraArgs`). */
+  static async start(extraArgs: string[] = [], configFile?: string): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), extraArgs, configFile);
     await server.restart();
     return server;
   }
@@ -37,7 +38,7 @@ export class RedisServer {
   restart(): Promise<void> {
     if (this.running) return Promise.resolve();
     const child = spawn('redis-server', [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      ...(this.configFile ? [ this.configFile ] : []), '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--daemonize', 'no', '--loglevel', 'warning', '--logfile', '', ...this.extraArgs,
     ], { stdio: [ 'ignore', 'pipe', 'pipe' ] });
     this.process = child;

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import calculateSlot from 'cluster-key-slot';
+import Redis, { Cluster } from 'ioredis';
+import { connectRedlock } from '../lib/boot';
+import { defaultConfig } from '../lib/config';
+import type { Redlock } from '../lib/redlock';
+import { MemoryLogger } from './support/clients';
+import { killAll, RedisServer } from './support/redis-server';
+
+/** Exercised on each topology: exclusion, multi-name, fencing, waking a waiter, fairness. */
+function behavesAsOneNode(redlock: () => Redlock, other: () => Redlock) {
+  it('excludes, and issues increasing fencing tokens', async () => {
+    const first = await redlock().lock('topo', 5000);
+    assert.equal(await other().tryLock('topo', 1000), null);
+    await first.unlock();
+    const second = await other().lock('topo', 5000);
+    assert.ok(second.fencingToken > first.fencingToken);
+    await second.unlock();
+  });
+
+  it('takes several names all or none', async () => {
+    const both = await redlock().lock([ 'multi:a', 'multi:b', '{order}:1', '{order}:2' ], 5000);
+    assert.equal(both.fencingTokens.length, 4);
+    assert.equal(await other().tryLock('multi:b', 1000), null);
+    const held = await other().lock('multi:z', 5000);
+    await both.unlock();
+    const err = await redlock().lock([ 'multi:a', 'multi:z' ], 1000, { retryCount: 0 }).catch(e => e);
+    assert.equal(err.name, 'LockBusyError');
+    assert.ok(await other().tryLock('multi:a', 1000), 'the failed multi-name attempt left nothing behind');
+    await held.unlock();
+  });
+
+  it('wakes a fair waiter with the release (companion keys in the right slot)', async () => {
+    const held = await redlock().lock('wake', 20000, { fair: true });
+    const waiter = other().lock('wake', 1000, { waitTimeout: 10000, fair: true });
+    await sleep(300);
+    const releasedAt = Date.now();
+    await held.unlock();
+    await waiter;
+    assert.ok(Date.now() - releasedAt < 5000, 'not the 20 s lease');
+  });
+}
+
+describe('Redis Cluster as one logical node', function() {
+  this.timeout(60000);
+  let nodes: RedisServer[] = [];
+  let a: Redlock;
+  let b: Redlock;
+
+  before(async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'redlock-cluster-'));
+    nodes = await Promise.all([ 0, 1, 2 ].map(i => RedisServer.start([
+      '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${i}.conf`), '--dir', dir,
+    ])));
+    execFileSync('redis-cli', [ '--cluster', 'create', ...nodes.map(n => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes' ], { stdio: 'ignore' });
+    const view = new Redis({ port: nodes[0].port });
+    while (!(await view.cluster('INFO') as string).includes('cluster_state:ok')) await sleep(100);
+    view.disconnect();
+    const config = { ...defaultConfig, connectTimeout: 5000, cluster: { nodes: [{ host: '127.0.0.1', port: nodes[0].port }] } };
+    [ a, b ] = await Promise.all([ connectRedlock(config, new MemoryLogger()), connectRedlock(config, new MemoryLogger()) ]);
+  });
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    await killAll(nodes);
+  });
+
+  it('spreads the test names over several slots (so multi-slot locks are really exercised)', () => {
+    assert.notEqual(calculateSlot('JOB_LOCKER_multi:a'), calculateSlot('JOB_LOCKER_multi:b'));
+    assert.equal(calculateSlot('JOB_LOCKER_{order}:1'), calculateSlot('JOB_LOCKER_{order}:2'));
+    assert.ok(a.stores[0].client instanceof Cluster);
+  });
+
+  behavesAsOneNode(() => a, () => b);
+});
+
+describe('Redis Sentinel as one logical node', function() {
+  this.timeout(60000);
+  let master: RedisServer;
+  let sentinel: RedisServer;
+  let a: Redlock;
+  let b: Redlock;
+
+  before(async () => {
+    master = await RedisServer.start();
+    const dir = mkdtempSync(path.join(tmpdir(), 'redlock-sentinel-'));
+    const conf = path.join(dir, 'sentinel.conf');
+    writeFileSync(conf, `sentinel monitor mymaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds mymaster 5000\n`);
+    sentinel = await RedisServer.start([ '--sentinel', '--dir', dir ], conf);
+    const config = { ...defaultConfig, connectTimeout: 5000, sentinel: { sentinels: [{ host: '127.0.0.1', port: sentinel.port }], name: 'mymaster' } };
+    [ a, b ] = await Promise.all([ connectRedlock(config, new MemoryLogger()), connectRedlock(config, new MemoryLogger()) ]);
+  });
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    await killAll([ sentinel, master ].filter(Boolean));
+  });
+
+  it('finds the master through the sentinel', async () => {
+    const lock = await a.lock('via-sentinel', 5000);
+    const view = new Redis({ port: master.port });
+    try {
+      assert.equal(await view.get('JOB_LOCKER_via-sentinel'), lock.value);
+    } finally {
+      view.disconnect();
+    }
+    await lock.unlock();
+  });
+
+  behavesAsOneNode(() => a, () => b);
+});
