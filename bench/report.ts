@@ -4,6 +4,7 @@ import type { HandoffResult } from './handoff';
 import type { ParallelResult } from './parallel';
 import type { ScheduleOverheadResult } from './schedule-overhead';
 import type { UncontendedResult } from './uncontended';
+import type { FairnessResult } from './fairness';
 import type { WaitingResult } from './waiting-commands';
 
 /** A measurement, or why it could not be taken. */
@@ -26,6 +27,8 @@ export interface TopologyResults {
   nodes: number;
   libraries: LibraryResults[];
   schedule?: Outcome<ScheduleOverheadResult>;
+  /** This plugin with fair: true (one logical node only). */
+  fairness?: Outcome<FairnessResult>;
 }
 
 export interface RunInfo {
@@ -218,6 +221,11 @@ function renderTargets(topologies: TopologyResults[], targets: Targets, waiters:
       });
     }) ]);
   }
+  rows.push([ 'with fair: true, every waiter acquires, in arrival order', ...topologies.map(t => {
+    if (!t.fairness) return 'n/a (fair needs one logical node)';
+    return cell(t.fairness, f => `${f.acquired} of ${f.waiters}, ${f.inOrder ? 'in order' : `out of order: ${f.order.join(',')}`} ` +
+      verdict(f.inOrder && f.acquired === f.waiters));
+  }) ]);
   rows.push([ 'client-sent commands/s per waiter once waiting (2nd half of the hold)', ...topologies.map(t => {
     const waiting = forPlugin(t)?.waiting;
     return cell(waiting, w => dec(w.steadyPerSec.sent / waiters));

@@ -17,6 +17,7 @@ import { CommandCounter } from './command-count';
 import {
   connectPlugin, Contender, LockClient, LOCK_TTL, nodeRedlock4, nodeRedlock5, plugin, rawFloor, redisSemaphore, versionOf, WAIT_BOUND,
 } from './contenders';
+import { measureFairness } from './fairness';
 import { measureHandoff } from './handoff';
 import { measureParallel } from './parallel';
 import { QuietLogger } from './quiet-logger';
@@ -40,6 +41,7 @@ const PLAN = {
   handoffMany: { waiters: 20, rounds: QUICK ? 1 : 2 },
   waiting: { waiters: 20, holdMs: QUICK ? 500 : 2000, releases: QUICK ? 2 : 5 },
   schedule: QUICK ? { warmup: 100, calls: 200 } : { warmup: 1000, calls: 2000 },
+  fairness: { waiters: 20 },
 };
 
 /** What the project aims for; printed against this plugin's numbers. */
@@ -129,7 +131,19 @@ async function benchTopology(topology: Topology, libraries: Contender[], resourc
       await resources.close(redlock);
     }
   });
-  return { label: topology.label, nodes: ports.length, libraries: results, schedule };
+  let fairness: TopologyResults['fairness'];
+  if (ports.length === 1) {
+    step(`fair: true, ${PLAN.fairness.waiters} waiters in a queue`);
+    fairness = await attempt('fairness', async () => {
+      const clients = await Promise.all(Array.from({ length: PLAN.fairness.waiters + 1 }, () => connectPlugin(ports, logger).then(c => resources.track(c))));
+      try {
+        return await measureFairness(clients, ports[0], 'bench-fair');
+      } finally {
+        await resources.close(...clients);
+      }
+    });
+  }
+  return { label: topology.label, nodes: ports.length, libraries: results, schedule, fairness };
 }
 
 function redisVersion(): string {
