@@ -1,5 +1,6 @@
 import type { Redlock } from '../lib/redlock';
-import { lockedTask, ScheduleLogger, Task } from '../lib/schedule/locked-task';
+import type { Logger } from '../lib/boot';
+import { lockedTask, Task } from '../lib/schedule/locked-task';
 import { LOCK_TTL } from './contenders';
 import { nowUs } from './stats';
 
@@ -19,7 +20,7 @@ export interface SchedulePlan {
  * What the plugin adds to each fire of a scheduled task. The schedule has no cron or interval, so
  * there is no fire window: the lock is released right after the task, as it is for a manual run.
  */
-export async function measureScheduleOverhead(redlock: Redlock, logger: ScheduleLogger, plan: SchedulePlan): Promise<ScheduleOverheadResult> {
+export async function measureScheduleOverhead(redlock: Redlock, logger: Logger, plan: SchedulePlan): Promise<ScheduleOverheadResult> {
   let runs = 0;
   const noop: Task = async () => { runs++; };
   const job = { name: 'bench-noop', ttl: LOCK_TTL, onUnavailable: 'skip' as const, maxHold: 3600000, clockTolerance: 300000 };

@@ -86,7 +86,7 @@ function describe(value: unknown): string {
   return 'an object';
 }
 
-export function checkInteger(field: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function checkInteger(field: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     fail(field, `an integer between ${min} and ${max}`, value);
   }

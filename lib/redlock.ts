@@ -1,4 +1,5 @@
 import { checkCount, checkFunction, checkNames, checkOptions, checkTtl } from './arguments';
+import type { Logger } from './boot';
 import type { RedlockConfig } from './config';
 import { Doorbell } from './doorbell';
 import { LockBusyError, LockError, LockUnavailableError, NodeOutcome } from './errors';
@@ -30,10 +31,6 @@ export interface UsingOptions extends LockOptions {
 }
 
 export type Settings = Pick<RedlockConfig, 'prefix' | 'ttl' | 'retryCount' | 'retryDelay' | 'retryJitter' | 'driftFactor' | 'waitTimeout' | 'maxHold' | 'commandTimeout' | 'fair'>;
-
-interface Logger {
-  warn(...args: unknown[]): void;
-}
 
 /**
  * How long `lock()` waits in all when no waitTimeout is given: as long as node-redlock's retries
@@ -70,7 +67,7 @@ export class Redlock implements LockOwner {
   constructor(
     readonly stores: LockStore[],
     readonly settings: Settings,
-    private readonly logger: Logger = console,
+    private readonly logger: Pick<Logger, 'warn'> = console,
   ) {
     this.subscribers = stores.map(store => new ReleaseSubscriber(store, settings.commandTimeout));
   }
@@ -271,7 +268,7 @@ export class Redlock implements LockOwner {
 }
 
 /** Explains a failed acquisition: busy (who holds it, for how long) or unavailable (which nodes failed). */
-export function failure(keys: string[], outcomes: NodeOutcome[], attempts: number): LockError {
+function failure(keys: string[], outcomes: NodeOutcome[], attempts: number): LockError {
   if (unreachable(outcomes)) return new LockUnavailableError(keys, outcomes);
   const held = outcomes.filter(o => o.status === 'held');
   if (held.length === 0) {

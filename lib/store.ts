@@ -52,8 +52,6 @@ function acquireReply(reply: unknown): AcquireReply {
  * scripts with a time limit, so a hung node counts as failed instead of stalling the quorum.
  */
 export class LockStore {
-  lastError?: string;
-
   constructor(
     readonly client: RedisLike,
     /** Address for logs and errors; never holds a password. */
@@ -61,9 +59,7 @@ export class LockStore {
     /** Whether the plugin created the client (and so may quit it), or borrowed it from egg-redis. */
     readonly owned: boolean,
     private readonly commandTimeout: number,
-  ) {
-    client.on('error', (err: Error) => { this.lastError = err.message; });
-  }
+  ) {}
 
   get ready(): boolean {
     return this.client.status === 'ready';

@@ -1,7 +1,8 @@
 import type { Application } from 'egg';
 import { checkName, checkTtl } from '../arguments';
 import { appScheduleDirs, jobName } from './job-names';
-import { lockedTask, manualRuns, ScheduleLogger, Task } from './locked-task';
+import { lockedTask, manualRuns, Task } from './locked-task';
+import type { Logger } from '../boot';
 import type { FireSettings } from './fire-window';
 
 /** Per-task options: `schedule: { cron, type: 'worker', lock: false | { name, ttl, onUnavailable } }`. */
@@ -49,7 +50,7 @@ function jobOptions(item: ScheduleItem, dirs: string[]): (JobLockOptions & { nam
 export function lockAppSchedules(app: Application): void {
   const { redlock } = app;
   const config = app.config.redlock.schedule;
-  const logger = app.getLogger('scheduleLogger') as unknown as ScheduleLogger;
+  const logger = app.getLogger('scheduleLogger') as unknown as Logger;
   const dirs = appScheduleDirs(app.baseDir, app.config.schedule?.directory);
   const worker = (app as unknown as { scheduleWorker: ScheduleWorker }).scheduleWorker;
 

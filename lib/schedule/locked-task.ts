@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../boot';
 import { LockBusyError, LockUnavailableError } from '../errors';
 import { keepAlive } from '../lease';
 import type { Lock } from '../lock';
@@ -28,12 +29,6 @@ export interface JobSettings {
   onUnavailable: 'skip' | 'run';
   maxHold: number;
   clockTolerance: number;
-}
-
-export interface ScheduleLogger {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
 }
 
 export type Task = (ctx: any, ...args: unknown[]) => Promise<unknown>;
@@ -66,7 +61,7 @@ async function acquireFire(redlock: Redlock, name: string, ttl: number): Promise
 }
 
 /** Wraps a scheduled task so that only the worker that wins the fire's lock runs it. */
-export function lockedTask(task: Task, settings: FireSettings, job: JobSettings, redlock: Redlock, logger: ScheduleLogger): Task {
+export function lockedTask(task: Task, settings: FireSettings, job: JobSettings, redlock: Redlock, logger: Logger): Task {
   const key = redlock.key(job.name);
   const tag = `[egg-distributed-lock] [Job ${job.name}]`;
 
