@@ -6,7 +6,7 @@ export type RedisClientOptions = RedisOptions;
 export interface ScheduleLockConfig {
   /** Wrap the app's `type: 'worker'` schedules so each fire runs once across the fleet. */
   enable: boolean;
-  /** Lease of a job lock (ms); extended while the job runs. Defaults to the global `ttl`. */
+  /** Lease of a job lock (ms), extended half-way through each lease while the job runs. */
   ttl?: number;
   /** What to do when Redis cannot be reached: `skip` the run (default) or `run` it anyway. */
   onUnavailable: 'skip' | 'run';
@@ -63,7 +63,8 @@ export const defaultConfig: RedlockConfig = {
   connectTimeout: 10000,
   app: true,
   agent: false,
-  schedule: { enable: true, onUnavailable: 'skip', clockTolerance: 5 * 60 * 1000 },
+  // A job lease is extended while the job runs, so it can be short: a crashed worker's job is free again within a minute.
+  schedule: { enable: true, ttl: 60 * 1000, onUnavailable: 'skip', clockTolerance: 5 * 60 * 1000 },
 };
 
 /** Where the locks live, after validation: exactly one source. */

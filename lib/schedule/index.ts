@@ -59,7 +59,7 @@ export function lockAppSchedules(app: Application): void {
     if (!options || (item.task as any)[LOCKED]) return;
     const job = {
       name: options.name,
-      ttl: options.ttl ?? config.ttl ?? app.config.redlock.ttl,
+      ttl: options.ttl ?? config.ttl ?? app.config.redlock.ttl, // schedule.ttl can be unset by a user's config
       onUnavailable: options.onUnavailable ?? config.onUnavailable,
       maxHold: app.config.redlock.maxHold,
       clockTolerance: config.clockTolerance,
