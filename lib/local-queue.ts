@@ -6,21 +6,11 @@
 export class LocalQueue {
   private readonly queues = new Map<string, Array<(granted: boolean) => void>>();
 
-  /** Whether some caller in this process has the turn for `key`. */
-  busy(key: string): boolean {
-    return this.queues.has(key);
-  }
-
   /** Takes the turn for every key at once if nobody in this process has any of them; else null. */
   tryEnter(keys: string[]): (() => void) | null {
     if (keys.some(key => this.queues.has(key))) return null;
     for (const key of keys) this.queues.set(key, []);
-    let left = false;
-    return () => {
-      if (left) return;
-      left = true;
-      for (const key of keys) this.next(key);
-    };
+    return this.leaver(keys);
   }
 
   /**
@@ -29,21 +19,22 @@ export class LocalQueue {
    * null when the deadline passed first (holding no turn).
    */
   async enter(keys: string[], deadline: number): Promise<(() => void) | null> {
-    const taken: string[] = [];
-    const leave = () => {
-      for (const key of taken.splice(0)) this.next(key);
-    };
-    for (const key of keys) {
+    for (const [ i, key ] of keys.entries()) {
       if (!await this.take(key, deadline)) {
-        leave();
+        for (const taken of keys.slice(0, i)) this.next(taken);
         return null;
       }
-      taken.push(key);
     }
+    return this.leaver(keys);
+  }
+
+  /** Gives the turns for `keys` back, once however often it is called. */
+  private leaver(keys: string[]): () => void {
     let left = false;
     return () => {
-      if (!left) leave();
+      if (left) return;
       left = true;
+      for (const key of keys) this.next(key);
     };
   }
 
