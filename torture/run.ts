@@ -42,7 +42,7 @@ export async function torture(options: TortureOptions): Promise<TortureResult> {
   const { seconds, processes = 4, loopsPerProcess = 3, ttl = 400 } = options;
   const faults: Record<string, number> = {
     'master killed, restarted at once': 0, 'master killed, restarted one lease later': 0,
-    'holder SIGSTOPped past its lease': 0, 'connections dropped (CLIENT KILL)': 0,
+    'holder SIGSTOPped past its lease': 0, 'connections dropped (CLIENT KILL, commands and pub/sub)': 0,
   };
   let masters: RedisServer[] = [];
   let resourceServer: RedisServer[] = [];
@@ -102,12 +102,14 @@ export async function torture(options: TortureOptions): Promise<TortureResult> {
           await Promise.all(masters.filter(m => m.running).map(async m => {
             const admin = new Redis({ port: m.port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
             try {
+              // Lock connections, and the subscriber connections that wake waiters.
               await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+              await admin.client('KILL', 'TYPE', 'pubsub');
             } finally {
               admin.disconnect();
             }
           }));
-          faults['connections dropped (CLIENT KILL)']++;
+          faults['connections dropped (CLIENT KILL, commands and pub/sub)']++;
       }
     }
     await Promise.all(pending);
