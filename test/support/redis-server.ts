@@ -42,6 +42,10 @@ export class RedisServer {
       '--daemonize', 'no', '--loglevel', 'warning', '--logfile', '', ...this.extraArgs,
     ], { stdio: [ 'ignore', 'pipe', 'pipe' ] });
     this.process = child;
+    // A test run that ends early (a timeout, --exit) must not leave servers behind.
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
+    child.once('exit', () => process.removeListener('exit', reap));
     return new Promise((resolve, reject) => {
       let output = '';
       const timer = setTimeout(() => {
