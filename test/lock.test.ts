@@ -138,6 +138,12 @@ for (const masters of [ 1, 3 ]) {
       assert.equal(redlock.locks.length, 0);
     });
 
+    it('passes a routine\'s error through using(), and still releases', async () => {
+      await assert.rejects(redlock.using('throws', 1000, async () => { throw new Error('routine failed'); }), /routine failed/);
+      for (const view of views) assert.equal(await view.exists('JOB_LOCKER_throws'), 0);
+      assert.equal(redlock.locks.length, 0);
+    });
+
     it('aborts the signal the moment the lease is lost, and using() rejects', async () => {
       let seen: unknown;
       const err = await redlock.using('stolen', 300, async signal => {

@@ -136,6 +136,7 @@ describe('Egg plugin', () => {
       [ 'driftFactor', { clients: [{ port: 1 }], driftFactor: 2 }, /config.redlock.driftFactor must be a number in \[0, 0.5\)/ ],
       [ 'onUnavailable', { clients: [{ port: 1 }], schedule: { onUnavailable: 'maybe' } }, /config.redlock.schedule.onUnavailable must be 'skip' or 'run'/ ],
       [ 'sentinel name', { sentinel: { sentinels: [{ port: 1 }] } }, /config.redlock.sentinel.name must be the master group name/ ],
+      [ 'fair over independent masters', { clients: [{ port: 1 }, { port: 2 }, { port: 3 }], fair: true }, /config.redlock.fair needs one logical Redis node/ ],
       [ 'unknown egg-redis client', { redis: 'default' }, /config.redlock.redis names egg-redis client 'default', but egg-redis is not enabled on the app/ ],
     ];
     for (const [ title, config, expected ] of cases) {
