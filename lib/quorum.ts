@@ -23,10 +23,11 @@ export interface QuorumResult {
 }
 
 /**
- * Asks every node at once. Settles as soon as a quorum has granted — the slowest master need not be
- * waited for; its answer still lands, in the background — and otherwise once every node answered.
+ * Asks every node at once and settles once every node answered — or, with `early`, as soon as a
+ * quorum has granted: an acquisition need not wait for the slowest master (its answer still lands,
+ * in the background). Releases and extensions wait for all, so when they resolve every node is done.
  */
-function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>): Promise<NodeOutcome[]> {
+function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false): Promise<NodeOutcome[]> {
   return new Promise(resolve => {
     const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: 'no answer yet' }));
     const needed = quorum(stores.length);
@@ -40,7 +41,7 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
         outcomes[i] = outcome;
         answered++;
         if (outcome.status === 'granted') grants++;
-        if (grants === needed || answered === stores.length) resolve(outcomes);
+        if ((early && grants === needed) || answered === stores.length) resolve(outcomes);
       });
     });
   });
@@ -63,7 +64,7 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
     // pttl -3: the key is free, but an older fair waiter is first in line (scripts.ts ACQUIRE_FAIR).
     const holder = reply.remainingMs === -3 ? `${holderOf(reply.holder)}, first in the fair queue` : holderOf(reply.holder);
     return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
-  });
+  }, true);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
   if (granted(outcomes) && expiration > Date.now()) return { granted: true, expiration, outcomes, tokens: [ ...tokens ] };
   // A failed attempt may still hold some nodes (or be about to): release everywhere, owner-checked.

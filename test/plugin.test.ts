@@ -4,7 +4,7 @@ import request from 'supertest';
 import mm, { MockApplication } from 'egg-mock';
 import type Redis from 'ioredis';
 import { LockUnavailableError } from '../lib/errors';
-import { inspect, lockKeysOn } from './support/clients';
+import { eventually, inspect, lockKeysOn } from './support/clients';
 import { freePort, killAll, RedisServer, startRedisServers } from './support/redis-server';
 
 /** Boots the fixture app with `config.redlock` as given (merged over the plugin's defaults). */
@@ -89,7 +89,9 @@ describe('Egg plugin', () => {
     try {
       assert.equal(app.redlock, undefined);
       const lock = await (app as any).agent.redlock.lock('from-agent', 1000);
-      for (const view of views) assert.equal(await view.get('JOB_LOCKER_from-agent'), lock.value);
+      await eventually(async () => {
+        for (const view of views) assert.equal(await view.get('JOB_LOCKER_from-agent'), lock.value);
+      });
       await lock.unlock();
     } finally {
       await app.close();

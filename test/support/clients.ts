@@ -35,3 +35,19 @@ export function inspect(server: RedisServer): Redis {
 export async function lockKeysOn(view: Redis): Promise<string[]> {
   return (await view.keys('*')).filter(key => !key.endsWith(':fence')).sort();
 }
+
+/**
+ * Retries `check` until it passes or `ms` have gone by. A lock resolves once a quorum of masters
+ * granted; the last master's answer lands a moment later, so "every master has it" is eventual.
+ */
+export async function eventually(check: () => Promise<void>, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise(resolve => setTimeout(resolve, 10));
+    }
+  }
+}
