@@ -59,7 +59,19 @@ export class LockStore {
     /** Whether the plugin created the client (and so may quit it), or borrowed it from egg-redis. */
     readonly owned: boolean,
     private readonly commandTimeout: number,
-  ) {}
+  ) {
+    // Load the scripts whenever a connection is (re)established, before anything else is sent on
+    // it: an EVALSHA that meets NOSCRIPT is re-sent as EVAL *after* commands queued behind it, so
+    // a release could overtake the acquisition it should undo. (A Cluster routes SCRIPT LOAD to one
+    // node only; there the EVAL fallback alone remains.)
+    if (client.isCluster !== true) {
+      const load = () => {
+        for (const { lua } of Object.values(LOADED)) client.script('LOAD', lua).catch(() => undefined);
+      };
+      client.on('ready', load);
+      if (client.status === 'ready') load();
+    }
+  }
 
   get ready(): boolean {
     return this.client.status === 'ready';
