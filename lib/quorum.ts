@@ -24,8 +24,8 @@ export interface QuorumResult {
 
 /**
  * Asks every node at once and settles once every node answered — or, with `early`, as soon as a
- * quorum has granted: an acquisition need not wait for the slowest master (its answer still lands,
- * in the background). Releases and extensions wait for all, so when they resolve every node is done.
+ * quorum has granted: an acquisition or release need not wait for the slowest master (on a busy
+ * host that is most of the cost); its answer still lands, in order on its connection, a moment later.
  */
 function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false): Promise<NodeOutcome[]> {
   return new Promise(resolve => {
@@ -85,7 +85,7 @@ export async function extendQuorum(stores: LockStore[], keys: string[], value: s
 export async function releaseQuorum(stores: LockStore[], keys: string[], value: string): Promise<QuorumResult> {
   const outcomes = await askEveryNode(stores, async store => ({
     status: await store.release(keys, value) === keys.length ? 'granted' : 'held',
-  }));
+  }), true);
   return { granted: granted(outcomes), expiration: 0, outcomes };
 }
 

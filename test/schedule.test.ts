@@ -3,7 +3,7 @@ import path from 'node:path';
 import mm, { MockApplication } from 'egg-mock';
 import type Redis from 'ioredis';
 import { holdElsewhere, simulateRedisDown } from '../lib/testing';
-import { inspect } from './support/clients';
+import { eventually, inspect } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
 
 const baseDir = path.join(__dirname, 'fixtures/apps/schedule-app');
@@ -48,7 +48,9 @@ describe('scheduled jobs under egg-mock', () => {
     await app.runSchedule('report');
     assert.equal(runs().length, 1);
     assert.deepEqual({ ...runs()[0], fireTime: undefined }, { job: 'report', name: 'report', key: 'JOB_LOCKER_report', held: true, fireTime: undefined });
-    for (const view of views) assert.equal(await view.exists('JOB_LOCKER_report'), 0, 'a manual run reserves no fire window');
+    await eventually(async () => {
+      for (const view of views) assert.equal(await view.exists('JOB_LOCKER_report'), 0, 'a manual run reserves no fire window');
+    });
     const last = await app.redlock.lastRun('report');
     assert.equal(last!.outcome, 'succeeded');
     assert.equal(last!.pid, process.pid);
@@ -136,7 +138,9 @@ describe('scheduled jobs under egg-mock', () => {
     const last = await app.redlock.lastRun('failing');
     assert.equal(last!.outcome, 'failed');
     assert.equal(last!.error, 'report generator exploded');
-    for (const view of views) assert.equal(await view.exists('JOB_LOCKER_failing'), 0);
+    await eventually(async () => {
+      for (const view of views) assert.equal(await view.exists('JOB_LOCKER_failing'), 0);
+    });
     const jobs = await app.redlock.jobs();
     assert.deepEqual(Object.keys(jobs), [ 'custom-name', 'dynamic', 'extra', 'failing', 'long', 'report', 'sub/cleanup', 'windowed' ]);
     assert.equal(jobs.failing!.outcome, 'failed');
