@@ -13,26 +13,19 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
   let capped = false;
   let stopped = false;
   let extendTimer: NodeJS.Timeout | undefined;
-  let expiryTimer: NodeJS.Timeout | undefined;
 
-  const stop = () => {
-    stopped = true;
-    clearTimeout(extendTimer);
-    clearTimeout(expiryTimer);
-  };
   const lose = (err: LockLostError) => {
     if (stopped) return;
     stop();
     onLost(err);
   };
-  const watchExpiry = () => {
-    clearTimeout(expiryTimer);
-    expiryTimer = setTimeout(() => {
-      if (lock.remainingMs > 0) return watchExpiry();
-      lose(new LockLostError(lock.keys, capped
-        ? `held for maxHold (${maxHold} ms), so it was no longer extended`
-        : 'the lease ran out before Redis confirmed an extension'));
-    }, lock.remainingMs);
+  const stopWatching = whenLeaseEnds(lock, () => lose(new LockLostError(lock.keys, capped
+    ? `held for maxHold (${maxHold} ms), so it was no longer extended`
+    : 'the lease ran out before Redis confirmed an extension')));
+  const stop = () => {
+    stopped = true;
+    clearTimeout(extendTimer);
+    stopWatching();
   };
   const scheduleExtension = () => {
     if (stopped || capped) return;
@@ -41,7 +34,6 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
       capped = wanted <= ttl;
       try {
         if (wanted > 0) await lock.extend(Math.min(ttl, wanted));
-        if (!stopped) watchExpiry();
       } catch (err) {
         if (err instanceof LockLostError) return lose(err);
         // Unavailable: keep trying until the lease runs out; the expiry timer reports the loss.
@@ -51,7 +43,20 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
     }, Math.max(10, extensionDue(Date.now(), lock.expiration)));
   };
 
-  watchExpiry();
   scheduleExtension();
   return stop;
+}
+
+/**
+ * Calls `onEnd` once the lock's lease has run out by this process's clock, following any
+ * extensions (the timer re-arms while time is left). Returns a function that cancels it.
+ */
+export function whenLeaseEnds(lock: Lock, onEnd: () => void): () => void {
+  let timer: NodeJS.Timeout;
+  const arm = () => {
+    timer = setTimeout(() => (lock.remainingMs > 0 ? arm() : onEnd()), lock.remainingMs);
+    timer.unref();
+  };
+  arm();
+  return () => clearTimeout(timer);
 }

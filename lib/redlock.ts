@@ -4,7 +4,7 @@ import type { RedlockConfig } from './config';
 import { Doorbell } from './doorbell';
 import { LockBusyError, LockError, LockUnavailableError, NodeOutcome } from './errors';
 import { lockKey, newLockValue, OWNER } from './keys';
-import { keepAlive } from './lease';
+import { keepAlive, whenLeaseEnds } from './lease';
 import { LocalQueue } from './local-queue';
 import { Lock, LockOwner } from './lock';
 import { acquireQuorum, unreachable } from './quorum';
@@ -12,7 +12,7 @@ import { heldHere, partlyHeldHere, runHolding } from './reentrancy';
 import { ReleaseSubscriber } from './release-subscriber';
 import { JobRun, readLastRun } from './schedule/last-run';
 import type { LockStore } from './store';
-import { quorum, retryDelay } from './timing';
+import { FAIR_TICKET_TTL, quorum, retryDelay, waitBudget } from './timing';
 
 /** Per-call overrides of the retry settings in `config.redlock`. */
 export interface LockOptions {
@@ -32,25 +32,10 @@ export interface UsingOptions extends LockOptions {
 
 export type Settings = Pick<RedlockConfig, 'prefix' | 'ttl' | 'retryCount' | 'retryDelay' | 'retryJitter' | 'driftFactor' | 'waitTimeout' | 'maxHold' | 'commandTimeout' | 'fair'>;
 
-/**
- * How long `lock()` waits in all when no waitTimeout is given: as long as node-redlock's retries
- * would take (retryCount × (retryDelay + mean jitter)), so the settings keep their meaning even
- * though waiting is now woken by releases rather than paced by the delay. -1 retries: no limit.
- */
-/**
- * A fair waiter renews its place in the queue at least this often; one that stops (gave up, died)
- * holds the queue up for at most FAIR_TICKET_TTL.
- */
-const FAIR_TICKET_TTL = 5000;
-
-function waitBudget(retryCount: number, delay: number, jitter: number): number {
-  return retryCount < 0 ? Infinity : retryCount * (delay + jitter / 2);
-}
-
-/** A lock this process holds: its turn in the local queue, and the timer that ends it with the lease. */
+/** A lock this process holds: its turn in the local queue, and what ends the turn with the lease. */
 interface HeldLock {
   leave: () => void;
-  timer?: NodeJS.Timeout;
+  stopWatching: () => void;
 }
 
 /** The lock client mounted on `app.redlock`. */
@@ -183,13 +168,7 @@ export class Redlock implements LockOwner {
 
   /** Keeps a granted lock's turn in the local queue until it is released or its lease runs out. */
   private track(lock: Lock, leave: () => void): void {
-    const entry: HeldLock = { leave };
-    const watch = () => {
-      entry.timer = setTimeout(() => (lock.remainingMs > 0 ? watch() : this.forget(lock)), lock.remainingMs);
-      entry.timer.unref();
-    };
-    this.held.set(lock, entry);
-    watch();
+    this.held.set(lock, { leave, stopWatching: whenLeaseEnds(lock, () => this.forget(lock)) });
   }
 
   /** One attempt: the lock, or null when someone else holds it. Rejects only when Redis is unavailable. */
@@ -250,7 +229,7 @@ export class Redlock implements LockOwner {
   forget(lock: Lock): void {
     const entry = this.held.get(lock);
     if (!entry) return;
-    clearTimeout(entry.timer);
+    entry.stopWatching();
     this.held.delete(lock);
     entry.leave();
   }

@@ -27,3 +27,18 @@ export function retryDelay(delay: number, jitter: number): number {
 export function extensionDue(now: number, expiration: number): number {
   return Math.max(0, Math.floor((expiration - now) / 2));
 }
+
+/**
+ * How long `lock()` waits in all when no waitTimeout is given: as long as node-redlock's retries
+ * would take (retryCount × (retryDelay + mean jitter)), so the settings keep their meaning even
+ * though waiting is now woken by releases rather than paced by the delay. -1 retries: no limit.
+ */
+export function waitBudget(retryCount: number, delay: number, jitter: number): number {
+  return retryCount < 0 ? Infinity : retryCount * (delay + jitter / 2);
+}
+
+/**
+ * A fair waiter's place in the queue lapses this long after it was last renewed (a waiter renews it
+ * every third of this), so one that gave up or died holds the queue up for at most this long.
+ */
+export const FAIR_TICKET_TTL = 5000;
