@@ -35,13 +35,13 @@ export const OWNER = `${hostname()}/${process.pid}`;
  * A lock value: 32 random hex characters (what node-redlock stores) followed by who holds it.
  * node-redlock only compares values for equality, so the suffix keeps the two wire-compatible.
  */
-export function newLockValue(): string {
+export function newLockValue(owner = OWNER): string {
   if (poolOffset + 16 > randomPool.length) {
     randomFillSync(randomPool); // one call for 256 values: per-value calls showed in the bench profile
     poolOffset = 0;
   }
   poolOffset += 16;
-  return `${randomPool.toString('hex', poolOffset - 16, poolOffset)}@${OWNER}`;
+  return `${randomPool.toString('hex', poolOffset - 16, poolOffset)}@${owner}`;
 }
 
 const randomPool = Buffer.alloc(4096);

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { newLockValue } from './keys';
 import type { Redlock } from './redlock';
 import type { LockStore } from './store';
 
@@ -17,7 +17,7 @@ import type { LockStore } from './store';
 /** Makes `name` look held by another machine (`holder`) for `ttl` ms; resolves to a release function. */
 export async function holdElsewhere(redlock: Redlock, name: string, ttl = 60000, holder = 'another-machine/1'): Promise<() => Promise<void>> {
   const key = redlock.key(name);
-  const value = `${randomBytes(16).toString('hex')}@${holder}`;
+  const value = newLockValue(holder);
   await Promise.all(redlock.stores.map(store => store.setValue(key, value, ttl)));
   return async () => {
     await Promise.all(redlock.stores.map(store => store.release([ key ], value)));
