@@ -11,13 +11,21 @@ export function lastRunKey(prefix: string, name: string): string {
   return `${lockKey(prefix, name)}:last`;
 }
 
-/** The channel the release script publishes on when it deletes `key`, to wake its waiters. */
+/** The channel the release script publishes on when it deletes `key`, for waiters without a queue. */
 export function releaseChannel(key: string): string {
   return `${key}:released`;
 }
 
 /**
- * A key that lives beside a lock key (`:fence`, `:queue`, `:tickets`). In a Redis Cluster a script
+ * The channel of one waiter (the lock value it will set), named after the first key it waits for:
+ * it is what the waiter queues hold, and the release script wakes only the first of them.
+ */
+export function wakeChannel(key: string, value: string): string {
+  return `${key}:wake:${value}`;
+}
+
+/**
+ * A key that lives beside a lock key (`:fence`, `:waiters`, `:queue`, `:tickets`). In a Redis Cluster a script
  * may only touch one slot, so there it shares the lock key's hash tag, or makes the whole lock key
  * its tag when it has none; elsewhere it is simply `<key><suffix>`, under the same prefix.
  */

@@ -1,5 +1,5 @@
 import type { NodeOutcome } from './errors';
-import type { LockStore } from './store';
+import type { LockStore, WaitingAttempt } from './store';
 import { holderOf } from './keys';
 import { leaseEnd, quorum } from './timing';
 
@@ -52,11 +52,11 @@ function granted(outcomes: NodeOutcome[]): boolean {
 }
 
 export async function acquireQuorum(stores: LockStore[], keys: string[], value: string, ttl: number, driftFactor: number,
-  fairTicketTtl?: number): Promise<QuorumResult> {
+  waiting?: WaitingAttempt): Promise<QuorumResult> {
   const startedAt = Date.now();
   const tokens = keys.map(() => 0);
   const outcomes = await askEveryNode(stores, async store => {
-    const reply = await store.acquire(keys, value, ttl, fairTicketTtl);
+    const reply = await store.acquire(keys, value, ttl, waiting);
     if (reply.granted) {
       reply.tokens.forEach((token, i) => { tokens[i] = Math.max(tokens[i], token); });
       return { status: 'granted' };

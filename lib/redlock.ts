@@ -3,7 +3,7 @@ import type { Logger } from './boot';
 import type { RedlockConfig } from './config';
 import { Doorbell } from './doorbell';
 import { LockBusyError, LockError, LockUnavailableError, NodeOutcome } from './errors';
-import { lockKey, newLockValue, OWNER } from './keys';
+import { lockKey, newLockValue, OWNER, releaseChannel, wakeChannel } from './keys';
 import { keepAlive, whenLeaseEnds } from './lease';
 import { LocalQueue } from './local-queue';
 import { Lock, LockOwner } from './lock';
@@ -11,7 +11,7 @@ import { acquireQuorum, unreachable } from './quorum';
 import { heldHere, partlyHeldHere, runHolding } from './reentrancy';
 import { ReleaseSubscriber } from './release-subscriber';
 import { JobRun, readLastRun } from './schedule/last-run';
-import type { LockStore } from './store';
+import type { LockStore, WaitingAttempt } from './store';
 import { FAIR_TICKET_TTL, quorum, retryDelay, waitBudget } from './timing';
 
 /** Per-call overrides of the retry settings in `config.redlock`. */
@@ -119,29 +119,34 @@ export class Redlock implements LockOwner {
   }
 
   /**
-   * The Redis side of `lock()`: attempt; when busy, subscribe to the keys' release channels and
-   * attempt again (a release between the two is then not missed), then sleep until a release is
-   * published or the holder's lease runs out. When nodes fail, retry after retryDelay + jitter.
+   * The Redis side of `lock()`: attempt; when busy, subscribe to this waiter's wake channel and
+   * attempt again, now joining the keys' waiter queues (a release between the two is then not
+   * missed), then sleep until a release wakes this waiter or the holder's lease runs out. When nodes
+   * fail, retry after retryDelay + jitter. A waiter that gives up leaves the queues it joined.
    */
   private async acquire(names: string[], keys: string[], ttl: number, deadline: number, pause: () => number, fair: boolean): Promise<Lock> {
     const value = newLockValue();
+    const wake = wakeChannel(keys[0], value);
     const bell = new Doorbell();
     this.bells.add(bell);
     let unwatch: Array<() => void> | undefined;
+    let waiting: WaitingAttempt | undefined = fair ? { fairTicketTtl: FAIR_TICKET_TTL } : undefined;
+    let granted = false;
     try {
       for (let attempt = 1; ; attempt++) {
-        const result = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor, fair ? FAIR_TICKET_TTL : undefined);
-        if (result.granted) return new Lock(this, names, keys, value, result.expiration, result.tokens!);
+        const result = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor, waiting);
+        if (result.granted) {
+          granted = true;
+          return new Lock(this, names, keys, value, result.expiration, result.tokens!);
+        }
         const error = failure(keys, result.outcomes, attempt);
         const left = deadline - Date.now();
-        if (left <= 0 || this.closed) {
-          if (fair) await this.stores[0].leaveQueue(keys[0], value).catch(() => undefined);
-          throw error;
-        }
+        if (left <= 0 || this.closed) throw error;
         if (!(error instanceof LockBusyError)) {
           await bell.wait(Math.min(pause(), left));
         } else if (!unwatch) {
-          unwatch = await this.watchReleases(keys, release => bell.ring(release));
+          unwatch = await this.watchReleases(keys, wake, fair, release => bell.ring(release));
+          waiting ??= { wake };
         } else {
           // A lease with no expiry cannot be waited out: pace by retryDelay; a fair waiter renews its ticket.
           const wait = error.remainingMs > 0 ? error.remainingMs + 1 : pause();
@@ -151,12 +156,21 @@ export class Redlock implements LockOwner {
     } finally {
       this.bells.delete(bell);
       for (const stop of unwatch ?? []) stop();
+      if (waiting && !granted) {
+        await Promise.all(this.stores.map(store => store.leaveQueues(keys, value, waiting!).catch(() => undefined)));
+      }
     }
   }
 
-  /** Subscribes to the release channels of `keys` on every node that answers. */
-  private async watchReleases(keys: string[], ring: (release: string) => void): Promise<Array<() => void>> {
-    const watches = await Promise.allSettled(this.subscribers.flatMap(s => keys.map(key => s.watch(key, ring))));
+  /**
+   * Subscribes, on every node that answers, to where a release wakes this waiter: its own wake
+   * channel where releases hand over to the first queued waiter, else the keys' release channels.
+   */
+  private async watchReleases(keys: string[], wake: string, fair: boolean, ring: (release: string) => void): Promise<Array<() => void>> {
+    const watches = await Promise.allSettled(this.subscribers.flatMap(subscriber => {
+      const channels = subscriber.store.handsOver && !fair ? [ wake ] : keys.map(releaseChannel);
+      return channels.map(channel => subscriber.watch(channel, ring));
+    }));
     return watches.flatMap(w => (w.status === 'fulfilled' ? [ w.value ] : []));
   }
 

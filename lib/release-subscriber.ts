@@ -1,7 +1,6 @@
-import { releaseChannel } from './keys';
 import { LockStore, RedisLike, whenReady, withTimeout } from './store';
 
-/** Called with the released lock's value ('' when a fair waiter left the queue). */
+/** Called with the released lock's value ('' when a waiter left a queue while the key was free). */
 type Listener = (release: string) => void;
 
 interface Channel {
@@ -11,21 +10,21 @@ interface Channel {
 
 /**
  * One subscriber connection per Redis node, shared by every waiter of this process: the release
- * script publishes on `<key>:released`, and this wakes the waiters of that key. Channels are
- * subscribed while someone waits and dropped after, so idle processes receive nothing.
+ * script publishes on a waiter's own wake channel or on `<key>:released` (keys.ts), and this wakes
+ * the waiters listening there. Channels are subscribed while someone waits and dropped after, so
+ * idle processes receive nothing.
  */
 export class ReleaseSubscriber {
   private connection?: Promise<RedisLike>;
   private readonly channels = new Map<string, Channel>();
 
-  constructor(private readonly store: LockStore, private readonly timeoutMs: number) {}
+  constructor(readonly store: LockStore, private readonly timeoutMs: number) {}
 
   /**
-   * Calls `onRelease` whenever `key` is released, from the moment this resolves until the returned
-   * function is called. Rejects when the node cannot be reached (the caller then relies on its timer).
+   * Calls `onRelease` for every message on channel `name`, from the moment this resolves until the
+   * returned function is called. Rejects when the node cannot be reached (the caller then relies on its timer).
    */
-  async watch(key: string, onRelease: Listener): Promise<() => void> {
-    const name = releaseChannel(key);
+  async watch(name: string, onRelease: Listener): Promise<() => void> {
     let channel = this.channels.get(name);
     if (!channel) {
       const subscribed = withTimeout(this.connect().then(subscriber => subscriber.subscribe(name)), this.timeoutMs);

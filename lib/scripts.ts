@@ -28,20 +28,50 @@ pcall(redis.replicate_commands)
 `;
 
 /**
- * Takes every lock key or none. KEYS: n lock keys, then their n fencing counters; ARGV: value, ttl.
+ * Wakes the first waiter in the queue `queue_key` that still listens on its channel: PUBLISH counts
+ * the receivers, so a waiter that left without saying so (it crashed, or gave up while Redis was out
+ * of reach) is dropped and the next one is tried. Only that one waiter wakes: no herd per release.
+ */
+const WAKE_NEXT = `
+local function wake_next(queue_key, message)
+  while true do
+    local head = redis.call('zrange', queue_key, 0, 0)[1]
+    if not head then return end
+    if redis.call('publish', head, message) > 0 then return end
+    redis.call('zrem', queue_key, head)
+  end
+end
+`;
+
+/**
+ * Takes every lock key or none. KEYS: n lock keys, their n fencing counters, their n waiter queues;
+ * ARGV: value, ttl, and for a waiter its wake channel and the queue's slack (ms). A waiter that
+ * finds a key held joins that key's queue (zset: member = wake channel, score = arrival µs), which
+ * lives as long as the holder's lease plus the slack; one that gets the keys leaves their queues.
  * Returns { 1, token… }, or { 0, key, holder value, pttl } of the first key someone else holds.
  */
 export const ACQUIRE = `${NEXT_FENCE}
-local n = #KEYS / 2
+local n = #KEYS / 3
+local wake = ARGV[3]
 for i = 1, n do
   local holder = redis.call('get', KEYS[i])
-  if holder then return { 0, KEYS[i], holder, redis.call('pttl', KEYS[i]) } end
+  if holder then
+    local pttl = redis.call('pttl', KEYS[i])
+    if wake then
+      local queue = KEYS[2 * n + i]
+      redis.call('zadd', queue, 'NX', now_us(), wake)
+      local keep = math.max(pttl, 0) + tonumber(ARGV[4])
+      if redis.call('pttl', queue) < keep then redis.call('pexpire', queue, keep) end
+    end
+    return { 0, KEYS[i], holder, pttl }
+  end
 end
 local now = now_us()
 local reply = { 1 }
 for i = 1, n do
   redis.call('set', KEYS[i], ARGV[1], 'PX', ARGV[2])
   reply[i + 1] = next_fence(KEYS[n + i], now)
+  if wake then redis.call('zrem', KEYS[2 * n + i], wake) end
 end
 return reply`;
 
@@ -80,26 +110,43 @@ redis.call('pexpire', KEYS[3], ARGV[3])
 if holder then return { 0, KEYS[1], holder, redis.call('pttl', KEYS[1]) } end
 return { 0, KEYS[1], head, -3 }`;
 
-/** A fair waiter that gives up leaves the queue, and wakes the next one if the key is free. */
-export const LEAVE_QUEUE = `
+/** A fair waiter that gives up leaves the queue, and wakes the fair waiters if the key is free. */
+export const LEAVE_FAIR_QUEUE = `
 redis.call('zrem', KEYS[2], ARGV[1])
 redis.call('hdel', KEYS[3], ARGV[1])
 if redis.call('exists', KEYS[1]) == 0 then redis.call('publish', KEYS[1] .. ':released', '') end
 return 1`;
 
 /**
- * Deletes the keys that still hold our value and wakes their waiters on `<key>:released` (the
- * channel format of keys.ts#releaseChannel); returns how many it deleted.
+ * A waiter that gives up leaves the waiter queues (KEYS: n lock keys, then their n queues; ARGV:
+ * its wake channel), and wakes the next waiter of a key that is free: it may have been woken for a
+ * release it will not take.
  */
-export const RELEASE = `
-local n = 0
-for _, key in ipairs(KEYS) do
-  if redis.call('get', key) == ARGV[1] then
-    n = n + redis.call('del', key)
-    redis.call('publish', key .. ':released', ARGV[1])
+export const LEAVE_WAITERS = `${WAKE_NEXT}
+local n = #KEYS / 2
+for i = 1, n do
+  redis.call('zrem', KEYS[n + i], ARGV[1])
+  if redis.call('exists', KEYS[i]) == 0 then wake_next(KEYS[n + i], '') end
+end
+return 1`;
+
+/**
+ * Deletes the keys (KEYS: n lock keys, then their n waiter queues) that still hold our value ARGV[1];
+ * wakes the first waiter of each in its queue, and publishes on `<key>:released` (keys.ts#releaseChannel)
+ * for those that wait without a queue (fair waiters, and every waiter on a Cluster). Returns how
+ * many keys it deleted.
+ */
+export const RELEASE = `${WAKE_NEXT}
+local n = #KEYS / 2
+local deleted = 0
+for i = 1, n do
+  if redis.call('get', KEYS[i]) == ARGV[1] then
+    deleted = deleted + redis.call('del', KEYS[i])
+    redis.call('publish', KEYS[i] .. ':released', ARGV[1])
+    wake_next(KEYS[n + i], ARGV[1])
   end
 end
-return n`;
+return deleted`;
 
 /** Sets a new lease on every key if all still hold our value; returns 1, or 0 touching nothing. */
 export const EXTEND = `
@@ -123,7 +170,7 @@ if ARGV[2] == 'write' then redis.call('hset', KEYS[1], 'value', ARGV[3]) end
 return { 1, redis.call('hget', KEYS[1], 'value') }`;
 
 /** The lock stores' scripts by name. */
-export const SCRIPTS = { ACQUIRE, ACQUIRE_FAIR, LEAVE_QUEUE, RELEASE, EXTEND } as const;
+export const SCRIPTS = { ACQUIRE, ACQUIRE_FAIR, LEAVE_FAIR_QUEUE, LEAVE_WAITERS, RELEASE, EXTEND } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;
 

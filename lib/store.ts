@@ -1,5 +1,6 @@
 import calculateSlot from 'cluster-key-slot';
 import { companionKey } from './keys';
+import { WAITER_QUEUE_SLACK } from './timing';
 import { runScript, script, Script, ScriptName, SCRIPTS } from './scripts';
 
 /** What ioredis (4 or 5, plain or Cluster) offers that the store uses: enough to borrow egg-redis clients. */
@@ -37,6 +38,14 @@ export function whenReady(client: RedisLike, timeoutMs: number, failOnError = fa
 export type AcquireReply =
   | { granted: true; /** fencing token of each key, in order */ tokens: number[] }
   | { granted: false; key: string; holder: string; remainingMs: number };
+
+/** How a waiting attempt differs from a first one. */
+export interface WaitingAttempt {
+  /** Take the one key in arrival order (scripts.ts ACQUIRE_FAIR), renewing a ticket this long (ms). */
+  fairTicketTtl?: number;
+  /** Join the keys' waiter queues under this wake channel when they are held (see `handsOver`). */
+  wake?: string;
+}
 
 const LOADED = Object.fromEntries(Object.entries(SCRIPTS).map(([ name, lua ]) => [ name, script(lua) ])) as Record<ScriptName, Script>;
 
@@ -81,24 +90,36 @@ export class LockStore {
     return companionKey(key, suffix, this.client.isCluster === true);
   }
 
-  private queueKeys(key: string): string[] {
+  private waiterQueues(keys: string[]): string[] {
+    return keys.map(key => this.companion(key, ':waiters'));
+  }
+
+  private fairQueueKeys(key: string): string[] {
     return [ key, this.companion(key, ':queue'), this.companion(key, ':tickets') ];
   }
 
   /**
-   * Takes every key or none, with a fencing token for each. `fairTicketTtl`: take the one key in
-   * arrival order (see scripts.ts ACQUIRE_FAIR).
+   * Whether a release here wakes only the first queued waiter. Not on a Cluster: there PUBLISH
+   * counts only the receivers connected to the node that ran it, so the release script could not
+   * tell a departed waiter from one listening elsewhere; every waiter is woken instead.
    */
-  async acquire(keys: string[], value: string, ttl: number, fairTicketTtl?: number): Promise<AcquireReply> {
-    if (fairTicketTtl) {
-      const keysFair = [ ...this.queueKeys(keys[0]), this.companion(keys[0], ':fence') ];
-      return acquireReply(await this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, fairTicketTtl ]));
+  get handsOver(): boolean {
+    return this.client.isCluster !== true;
+  }
+
+  /** Takes every key or none, with a fencing token for each. */
+  async acquire(keys: string[], value: string, ttl: number, waiting: WaitingAttempt = {}): Promise<AcquireReply> {
+    if (waiting.fairTicketTtl) {
+      const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence') ];
+      return acquireReply(await this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl ]));
     }
+    const queueArgs = waiting.wake && this.handsOver ? [ waiting.wake, WAITER_QUEUE_SLACK ] : [];
     const groups = this.slotGroups(keys);
     const tokens: number[] = [];
     for (let i = 0; i < groups.length; i++) {
       const fences = groups[i].map(key => this.companion(key, ':fence'));
-      const reply = acquireReply(await this.run('ACQUIRE', [ ...groups[i], ...fences ], [ value, ttl ]));
+      const groupKeys = [ ...groups[i], ...fences, ...this.waiterQueues(groups[i]) ];
+      const reply = acquireReply(await this.run('ACQUIRE', groupKeys, [ value, ttl, ...queueArgs ]));
       if (!reply.granted) {
         // A Cluster lock over several slots is taken group by group; undo the groups already taken.
         if (i > 0) await this.release(groups.slice(0, i).flat(), value);
@@ -111,15 +132,21 @@ export class LockStore {
     return { granted: true, tokens: keys.map(key => byKey.get(key)!) };
   }
 
-  /** A fair waiter's exit from the queue of `key`. */
-  async leaveQueue(key: string, value: string): Promise<void> {
-    await this.run('LEAVE_QUEUE', this.queueKeys(key), [ value ]);
+  /** A waiter that gives up leaves the queues it joined (the fair queue, or the waiter queues under `wake`). */
+  async leaveQueues(keys: string[], value: string, waiting: WaitingAttempt): Promise<void> {
+    if (waiting.fairTicketTtl) {
+      await this.run('LEAVE_FAIR_QUEUE', this.fairQueueKeys(keys[0]), [ value ]);
+    } else if (waiting.wake && this.handsOver) {
+      for (const group of this.slotGroups(keys)) await this.run('LEAVE_WAITERS', [ ...group, ...this.waiterQueues(group) ], [ waiting.wake ]);
+    }
   }
 
   /** How many of `keys` still held `value` and were deleted. */
   async release(keys: string[], value: string): Promise<number> {
     let released = 0;
-    for (const group of this.slotGroups(keys)) released += Number(await this.run('RELEASE', group, [ value ]));
+    for (const group of this.slotGroups(keys)) {
+      released += Number(await this.run('RELEASE', [ ...group, ...this.waiterQueues(group) ], [ value ]));
+    }
     return released;
   }
 

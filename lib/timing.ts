@@ -42,3 +42,9 @@ export function waitBudget(retryCount: number, delay: number, jitter: number): n
  * every third of this), so one that gave up or died holds the queue up for at most this long.
  */
 export const FAIR_TICKET_TTL = 5000;
+
+/**
+ * A waiter queue outlives the lease of the lock it waits on by this much: its waiters re-check when
+ * that lease ends (and so renew the queue) unless a release woke them first.
+ */
+export const WAITER_QUEUE_SLACK = 10000;

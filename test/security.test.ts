@@ -105,7 +105,7 @@ describe('security', () => {
 
   it('sends every key a script touches through KEYS[]', () => {
     // Each redis.call on a key names KEYS[i], or a loop variable / parameter bound to KEYS.
-    const keyArgs = new Set([ 'key', 'fence_key' ]);
+    const keyArgs = new Set([ 'key', 'fence_key', 'queue', 'queue_key' ]);
     for (const [ name, lua ] of Object.entries({ ...SCRIPTS, FENCED_ACCESS })) {
       for (const [ , command, first ] of lua.matchAll(/redis\.call\('(\w+)',\s*([^,)]+)/g)) {
         if (command === 'publish') continue; // a channel, not a key

@@ -53,6 +53,76 @@ describe('waiting, singleflight and reentrancy', () => {
     assert.equal(await views[0].get('JOB_LOCKER_handoff'), lock.value);
   });
 
+  describe('hand-over to the first queued waiter', () => {
+    let others: Redlock[];
+    const queue = 'JOB_LOCKER_chain:waiters';
+    beforeEach(async () => {
+      others = await Promise.all([ 1, 2, 3 ].map(() => redlockOn(servers)));
+    });
+    afterEach(async () => {
+      await Promise.all(others.map(o => o.close()));
+    });
+
+    /**
+     * Starts a waiter (a separate client, as another process would be) and waits until it has
+     * queued; resolves to `{ waiting }` (a bare promise would be awaited along).
+     */
+    async function queueUp(client: Redlock, queued: number, options = { waitTimeout: 30000 }): Promise<{ waiting: Promise<Lock> }> {
+      const waiting = client.lock('chain', 20000, options);
+      waiting.catch(() => undefined); // awaited by the test
+      while (await views[0].zcard(queue) < queued) await sleep(5);
+      return { waiting };
+    }
+
+    it('wakes only the first waiter per release, in arrival order: one attempt per release, not one per waiter', async () => {
+      const clients = [ waiter, ...others ];
+      let held = await holder.lock('chain', 20000);
+      const waiting: Array<Promise<Lock>> = [];
+      for (const [ i, client ] of clients.entries()) waiting.push((await queueUp(client, i + 1)).waiting);
+      for (const [ i, next ] of waiting.entries()) {
+        const before = await scriptCalls(views[0]);
+        await held.unlock();
+        held = await next;
+        await sleep(300); // room for any other waiter to have been woken and tried
+        assert.equal(await scriptCalls(views[0]) - before, 2, `handoff ${i}: the release and the woken waiter's attempt only`);
+        assert.equal(await views[0].get('JOB_LOCKER_chain'), held.value);
+        assert.equal(await views[0].zcard(queue), clients.length - i - 1, 'the new holder left the queue');
+      }
+      await held.unlock();
+      assert.equal(await views[0].exists(queue), 0, 'no queue is left behind');
+    });
+
+    it('skips a queued waiter that went away without leaving (a crashed process), and wakes the next', async () => {
+      const held = await holder.lock('chain', 20000);
+      const { waiting: next } = await queueUp(waiter, 1);
+      await views[0].zadd(queue, 0, 'JOB_LOCKER_chain:wake:crashed'); // first in line, nobody listening
+      const releasedAt = Date.now();
+      await held.unlock();
+      await (await next).unlock();
+      assert.ok(Date.now() - releasedAt < 10000, 'woken by the release, not by the 20 s lease running out');
+      assert.equal(await views[0].exists(queue), 0, 'the crashed waiter was dropped from the queue');
+    });
+
+    it('a waiter that gives up leaves the queue; one leaving while the key is free wakes the next', async () => {
+      await holder.lock('chain', 20000);
+      const { waiting: quitter } = await queueUp(waiter, 1, { waitTimeout: 300 });
+      const { waiting: stayer } = await queueUp(others[0], 2);
+      assert.ok(await quitter.catch(e => e) instanceof LockBusyError);
+      const [ stayerChannel ] = await views[0].zrange(queue, 0, -1);
+      assert.match(stayerChannel, /^JOB_LOCKER_chain:wake:/);
+      assert.equal(await views[0].zcard(queue), 1, 'only the waiter still waiting is queued');
+
+      // The lease runs out silently (no release is published) and a queued waiter then leaves: it
+      // may have been woken for a release it will not take, so its leaving wakes the next one.
+      await views[0].del('JOB_LOCKER_chain');
+      await views[0].zadd(queue, 0, 'JOB_LOCKER_chain:wake:leaving');
+      const leftAt = Date.now();
+      await waiter.stores[0].leaveQueues([ 'JOB_LOCKER_chain' ], 'v', { wake: 'JOB_LOCKER_chain:wake:leaving' });
+      await (await stayer).unlock();
+      assert.ok(Date.now() - leftAt < 10000, 'woken by the leave, not by the 20 s lease the waiter saw');
+    });
+  });
+
   it('falls back to the holder\'s lease when no release is published (a crashed holder, node-redlock)', async () => {
     await views[0].set('JOB_LOCKER_silent', 'f'.repeat(32), 'PX', 400);
     const before = await scriptCalls(views[0]);
