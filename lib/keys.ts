@@ -11,14 +11,15 @@ export function lastRunKey(prefix: string, name: string): string {
   return `${lockKey(prefix, name)}:last`;
 }
 
-/** The channel the release script publishes on when it deletes `key`, for waiters without a queue. */
+/** The channel a release of `key` is announced on where waiters cannot be queued (a Cluster: scripts.ts ANNOUNCE_FREE). */
 export function releaseChannel(key: string): string {
   return `${key}:released`;
 }
 
 /**
  * The channel of one waiter (the lock value it will set), named after the first key it waits for:
- * it is what the waiter queues hold, and the release script wakes only the first of them.
+ * it is what the waiter queues hold, and the release script wakes only the first of them. (The fair
+ * acquire script builds it too, from the lock key and the fair queue's first value.)
  */
 export function wakeChannel(key: string, value: string): string {
   return `${key}:wake:${value}`;

@@ -56,7 +56,7 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
   const startedAt = Date.now();
   const tokens = keys.map(() => 0);
   const outcomes = await askEveryNode(stores, async store => {
-    const reply = await store.acquire(keys, value, ttl, waiting);
+    const reply = await store.acquire(keys, value, ttl, waiting, stores.length > 1);
     if (reply.granted) {
       reply.tokens.forEach((token, i) => { tokens[i] = Math.max(tokens[i], token); });
       return { status: 'granted' };

@@ -145,8 +145,8 @@ export class Redlock implements LockOwner {
         if (!(error instanceof LockBusyError)) {
           await bell.wait(Math.min(pause(), left));
         } else if (!unwatch) {
-          unwatch = await this.watchReleases(keys, wake, fair, release => bell.ring(release));
-          waiting ??= { wake };
+          unwatch = await this.watchReleases(keys, wake, release => bell.ring(release));
+          waiting = { ...waiting, wake };
         } else {
           // A lease with no expiry cannot be waited out: pace by retryDelay; a fair waiter renews its ticket.
           const wait = error.remainingMs > 0 ? error.remainingMs + 1 : pause();
@@ -164,11 +164,11 @@ export class Redlock implements LockOwner {
 
   /**
    * Subscribes, on every node that answers, to where a release wakes this waiter: its own wake
-   * channel where releases hand over to the first queued waiter, else the keys' release channels.
+   * channel where releases hand over to the first queued waiter, else (a Cluster) the keys' release channels.
    */
-  private async watchReleases(keys: string[], wake: string, fair: boolean, ring: (release: string) => void): Promise<Array<() => void>> {
+  private async watchReleases(keys: string[], wake: string, ring: (release: string) => void): Promise<Array<() => void>> {
     const watches = await Promise.allSettled(this.subscribers.flatMap(subscriber => {
-      const channels = subscriber.store.handsOver && !fair ? [ wake ] : keys.map(releaseChannel);
+      const channels = subscriber.store.handsOver ? [ wake ] : keys.map(releaseChannel);
       return channels.map(channel => subscriber.watch(channel, ring));
     }));
     return watches.flatMap(w => (w.status === 'fulfilled' ? [ w.value ] : []));

@@ -7,37 +7,71 @@ import { createHash } from 'node:crypto';
  */
 
 /**
- * Issues the next fencing token of one lock key from its counter KEYS[i]: max(counter + 1, server
- * time in µs). The time floor keeps tokens increasing when a counter is lost (expired, a restart
- * without persistence, a failover to a replica that missed the last write), and lets counters
- * expire so that one-off names (`order:42`) leave nothing behind for long.
+ * Issues the next fencing token of one lock key from its counter `fence_key`.
+ *
+ * On one logical node: INCR, and when the counter is new (first use, expired, lost in a restart
+ * without persistence or a failover to a replica that missed the last write) it starts from the
+ * server time in µs instead of 1. A counter grows by one per grant while the clock grows by a
+ * million per second, so a restarted counter starts above every token issued before it. One call
+ * per grant, and a clock stepped back does not matter while the counter lives.
+ *
+ * With `by_clock` (independent masters): max(counter + 1, server time in µs). The lock's token is
+ * the highest of its quorum's (quorum.ts), and two quorums need not share the node that issued the
+ * earlier one: only tokens that follow the clock compare across nodes.
+ *
+ * Counters expire a day after they are written, so one-off names (`order:42`) leave nothing behind.
  */
 const NEXT_FENCE = `
-local function next_fence(fence_key, now)
-  local token = math.max(tonumber(redis.call('get', fence_key) or '0') + 1, now)
-  local text = string.format('%.0f', token)
-  redis.call('set', fence_key, text, 'PX', 86400000)
-  return text
-end
 local function now_us()
   local t = redis.call('time')
   return t[1] * 1000000 + t[2]
 end
--- Before Redis 7, writing after TIME needs effects replication; from 7 on it is the only mode.
+local function next_fence(fence_key, by_clock)
+  local token
+  if by_clock then
+    token = math.max(tonumber(redis.call('get', fence_key) or '0') + 1, now_us())
+  else
+    token = redis.call('incr', fence_key)
+    if token > 1 then return token end
+    token = now_us()
+  end
+  redis.call('set', fence_key, string.format('%.0f', token), 'PX', 86400000)
+  return token
+end
+-- Before Redis 5, writing after TIME needs effects replication; from 7 on it is the only mode.
 pcall(redis.replicate_commands)
 `;
 
 /**
- * Wakes the first waiter in the queue `queue_key` that still listens on its channel: PUBLISH counts
- * the receivers, so a waiter that left without saying so (it crashed, or gave up while Redis was out
- * of reach) is dropped and the next one is tried. Only that one waiter wakes: no herd per release.
+ * A waiter joins the waiter queue of a key (zset: member = its wake channel, score = arrival µs),
+ * which lives as long as the holder's lease plus `slack` ms: its waiters check again when that
+ * lease ends, and so renew it, unless a release woke them first.
  */
-const WAKE_NEXT = `
-local function wake_next(queue_key, message)
+const JOIN_WAITERS = `
+local function join_waiters(queue_key, wake, holder_pttl, slack)
+  redis.call('zadd', queue_key, 'NX', now_us(), wake)
+  local keep = math.max(holder_pttl, 0) + tonumber(slack)
+  if redis.call('pttl', queue_key) < keep then redis.call('pexpire', queue_key, keep) end
+end
+`;
+
+/**
+ * Tells the waiters of a key that it is free. With `broadcast` ('1', on a Cluster) on
+ * `<key>:released` (keys.ts#releaseChannel), which all of them hear. Otherwise only the first waiter
+ * in the queue still listening on its channel: PUBLISH counts the receivers, so a waiter that left
+ * without saying so (it crashed, or gave up while Redis was out of reach) is dropped and the next
+ * one tried — one waiter wakes, not a herd. (On a Cluster PUBLISH counts only the receivers on the
+ * node that ran it, so there a departed waiter could not be told from one listening elsewhere.)
+ */
+const ANNOUNCE_FREE = `
+local function announce_free(key, queue_key, message, broadcast)
+  if broadcast == '1' then
+    redis.call('publish', key .. ':released', message)
+    return
+  end
   while true do
     local head = redis.call('zrange', queue_key, 0, 0)[1]
-    if not head then return end
-    if redis.call('publish', head, message) > 0 then return end
+    if not head or redis.call('publish', head, message) > 0 then return end
     redis.call('zrem', queue_key, head)
   end
 end
@@ -45,32 +79,27 @@ end
 
 /**
  * Takes every lock key or none. KEYS: n lock keys, their n fencing counters, their n waiter queues;
- * ARGV: value, ttl, and for a waiter its wake channel and the queue's slack (ms). A waiter that
- * finds a key held joins that key's queue (zset: member = wake channel, score = arrival µs), which
- * lives as long as the holder's lease plus the slack; one that gets the keys leaves their queues.
+ * ARGV: value, ttl, fencing by clock ('1' with independent masters, see NEXT_FENCE), and for a
+ * waiter its wake channel and the queue's slack (ms): a waiter that finds a key held joins its
+ * queue, one that gets the keys leaves their queues.
  * Returns { 1, token… }, or { 0, key, holder value, pttl } of the first key someone else holds.
  */
-export const ACQUIRE = `${NEXT_FENCE}
+export const ACQUIRE = `${NEXT_FENCE}${JOIN_WAITERS}
 local n = #KEYS / 3
-local wake = ARGV[3]
+local by_clock = ARGV[3] == '1'
+local wake = ARGV[4]
 for i = 1, n do
-  local holder = redis.call('get', KEYS[i])
-  if holder then
+  if not redis.call('set', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    for j = 1, i - 1 do redis.call('del', KEYS[j]) end -- all or none: undo what this call took
+    local holder = redis.call('get', KEYS[i])
     local pttl = redis.call('pttl', KEYS[i])
-    if wake then
-      local queue = KEYS[2 * n + i]
-      redis.call('zadd', queue, 'NX', now_us(), wake)
-      local keep = math.max(pttl, 0) + tonumber(ARGV[4])
-      if redis.call('pttl', queue) < keep then redis.call('pexpire', queue, keep) end
-    end
+    if wake then join_waiters(KEYS[2 * n + i], wake, pttl, ARGV[5]) end
     return { 0, KEYS[i], holder, pttl }
   end
 end
-local now = now_us()
 local reply = { 1 }
 for i = 1, n do
-  redis.call('set', KEYS[i], ARGV[1], 'PX', ARGV[2])
-  reply[i + 1] = next_fence(KEYS[n + i], now)
+  reply[i + 1] = next_fence(KEYS[n + i], by_clock)
   if wake then redis.call('zrem', KEYS[2 * n + i], wake) end
 end
 return reply`;
@@ -79,10 +108,12 @@ return reply`;
  * Fair acquire of one key: waiters queue in KEYS[2] (zset: member = lock value, score = arrival µs)
  * with a ticket deadline each in KEYS[3] (hash); the lock goes only to the oldest live ticket, and a
  * waiter that stops renewing its ticket (it gave up or died) drops out when the deadline passes.
- * KEYS[4] is the fencing counter. ARGV: value, ttl, ticket ttl. Returns { 1, token }, or
+ * KEYS[4] is the fencing counter, KEYS[5] the waiter queue that releases wake. ARGV: value, ttl,
+ * ticket ttl, and once subscribed the wake channel and queue slack (as ACQUIRE). A waiter woken
+ * while an older one is first in line passes the wake on to it. Returns { 1, token }, or
  * { 0, key, holder, pttl } — pttl -3 when the key is free but `holder` is an older waiter, first in line.
  */
-export const ACQUIRE_FAIR = `${NEXT_FENCE}
+export const ACQUIRE_FAIR = `${NEXT_FENCE}${JOIN_WAITERS}
 local us = now_us()
 local now = math.floor(us / 1000)
 local head
@@ -97,7 +128,8 @@ if not holder and (not head or head == ARGV[1]) then
   redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
   redis.call('zrem', KEYS[2], ARGV[1])
   redis.call('hdel', KEYS[3], ARGV[1])
-  return { 1, next_fence(KEYS[4], us) }
+  if ARGV[4] then redis.call('zrem', KEYS[5], ARGV[4]) end
+  return { 1, next_fence(KEYS[4], false) }
 end
 if not redis.call('zscore', KEYS[2], ARGV[1]) then
   -- arrival order: strictly after the last waiter, even within the same millisecond
@@ -107,43 +139,41 @@ end
 redis.call('hset', KEYS[3], ARGV[1], now + tonumber(ARGV[3]))
 redis.call('pexpire', KEYS[2], ARGV[3])
 redis.call('pexpire', KEYS[3], ARGV[3])
-if holder then return { 0, KEYS[1], holder, redis.call('pttl', KEYS[1]) } end
+local pttl = holder and redis.call('pttl', KEYS[1]) or 0
+if ARGV[4] then join_waiters(KEYS[5], ARGV[4], pttl, ARGV[5]) end
+if holder then return { 0, KEYS[1], holder, pttl } end
+redis.call('publish', KEYS[1] .. ':wake:' .. head, '') -- keys.ts#wakeChannel of the first in line
 return { 0, KEYS[1], head, -3 }`;
 
-/** A fair waiter that gives up leaves the queue, and wakes the fair waiters if the key is free. */
-export const LEAVE_FAIR_QUEUE = `
-redis.call('zrem', KEYS[2], ARGV[1])
-redis.call('hdel', KEYS[3], ARGV[1])
-if redis.call('exists', KEYS[1]) == 0 then redis.call('publish', KEYS[1] .. ':released', '') end
-return 1`;
-
 /**
- * A waiter that gives up leaves the waiter queues (KEYS: n lock keys, then their n queues; ARGV:
- * its wake channel), and wakes the next waiter of a key that is free: it may have been woken for a
- * release it will not take.
+ * A waiter that gives up leaves the queues it joined, and announces a key that is free: it may have
+ * been woken for a release it will not take. KEYS: n lock keys, their n waiter queues, and for a
+ * fair waiter (n = 1) the fair queue and tickets; ARGV: wake channel, broadcast ('1' on a Cluster),
+ * and for a fair waiter its value.
  */
-export const LEAVE_WAITERS = `${WAKE_NEXT}
-local n = #KEYS / 2
+export const LEAVE = `${ANNOUNCE_FREE}
+local n = ARGV[3] and 1 or #KEYS / 2
+if ARGV[3] then
+  redis.call('zrem', KEYS[3], ARGV[3])
+  redis.call('hdel', KEYS[4], ARGV[3])
+end
 for i = 1, n do
   redis.call('zrem', KEYS[n + i], ARGV[1])
-  if redis.call('exists', KEYS[i]) == 0 then wake_next(KEYS[n + i], '') end
+  if redis.call('exists', KEYS[i]) == 0 then announce_free(KEYS[i], KEYS[n + i], '', ARGV[2]) end
 end
 return 1`;
 
 /**
- * Deletes the keys (KEYS: n lock keys, then their n waiter queues) that still hold our value ARGV[1];
- * wakes the first waiter of each in its queue, and publishes on `<key>:released` (keys.ts#releaseChannel)
- * for those that wait without a queue (fair waiters, and every waiter on a Cluster). Returns how
- * many keys it deleted.
+ * Deletes the keys (KEYS: n lock keys, then their n waiter queues) that still hold our value ARGV[1],
+ * and announces each (ARGV[2]: broadcast, '1' on a Cluster). Returns how many keys it deleted.
  */
-export const RELEASE = `${WAKE_NEXT}
+export const RELEASE = `${ANNOUNCE_FREE}
 local n = #KEYS / 2
 local deleted = 0
 for i = 1, n do
   if redis.call('get', KEYS[i]) == ARGV[1] then
     deleted = deleted + redis.call('del', KEYS[i])
-    redis.call('publish', KEYS[i] .. ':released', ARGV[1])
-    wake_next(KEYS[n + i], ARGV[1])
+    announce_free(KEYS[i], KEYS[n + i], ARGV[1], ARGV[2])
   end
 end
 return deleted`;
@@ -170,7 +200,7 @@ if ARGV[2] == 'write' then redis.call('hset', KEYS[1], 'value', ARGV[3]) end
 return { 1, redis.call('hget', KEYS[1], 'value') }`;
 
 /** The lock stores' scripts by name. */
-export const SCRIPTS = { ACQUIRE, ACQUIRE_FAIR, LEAVE_FAIR_QUEUE, LEAVE_WAITERS, RELEASE, EXTEND } as const;
+export const SCRIPTS = { ACQUIRE, ACQUIRE_FAIR, LEAVE, RELEASE, EXTEND } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;
 

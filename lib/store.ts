@@ -107,45 +107,58 @@ export class LockStore {
     return this.client.isCluster !== true;
   }
 
-  /** Takes every key or none, with a fencing token for each. */
-  async acquire(keys: string[], value: string, ttl: number, waiting: WaitingAttempt = {}): Promise<AcquireReply> {
-    if (waiting.fairTicketTtl) {
-      const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence') ];
-      return acquireReply(await this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl ]));
-    }
+  /**
+   * Takes every key or none, with a fencing token for each: counted, or with `fenceByClock` (one of
+   * several independent masters) following the server clock (scripts.ts NEXT_FENCE).
+   */
+  async acquire(keys: string[], value: string, ttl: number, waiting: WaitingAttempt = {}, fenceByClock = false): Promise<AcquireReply> {
     const queueArgs = waiting.wake && this.handsOver ? [ waiting.wake, WAITER_QUEUE_SLACK ] : [];
+    if (waiting.fairTicketTtl) {
+      const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence'), ...this.waiterQueues(keys) ];
+      return acquireReply(await this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, ...queueArgs ]));
+    }
+    const args = [ value, ttl, fenceByClock ? '1' : '0', ...queueArgs ];
     const groups = this.slotGroups(keys);
-    const tokens: number[] = [];
-    for (let i = 0; i < groups.length; i++) {
-      const fences = groups[i].map(key => this.companion(key, ':fence'));
-      const groupKeys = [ ...groups[i], ...fences, ...this.waiterQueues(groups[i]) ];
-      const reply = acquireReply(await this.run('ACQUIRE', groupKeys, [ value, ttl, ...queueArgs ]));
+    if (groups.length === 1) return acquireReply(await this.run('ACQUIRE', this.acquireKeys(keys), args));
+    // A Cluster lock over several slots is taken group by group; the groups already taken are undone on failure.
+    const tokens = new Map<string, number>();
+    for (const [ i, group ] of groups.entries()) {
+      const reply = acquireReply(await this.run('ACQUIRE', this.acquireKeys(group), args));
       if (!reply.granted) {
-        // A Cluster lock over several slots is taken group by group; undo the groups already taken.
         if (i > 0) await this.release(groups.slice(0, i).flat(), value);
         return reply;
       }
-      tokens.push(...reply.tokens);
+      group.forEach((key, k) => tokens.set(key, reply.tokens[k]));
     }
-    // Slot groups may reorder keys: give the tokens back in the order of `keys`.
-    const byKey = new Map(groups.flat().map((key, i) => [ key, tokens[i] ]));
-    return { granted: true, tokens: keys.map(key => byKey.get(key)!) };
+    return { granted: true, tokens: keys.map(key => tokens.get(key)!) };
   }
 
-  /** A waiter that gives up leaves the queues it joined (the fair queue, or the waiter queues under `wake`). */
+  /** The keys ACQUIRE takes: the lock keys, their fencing counters, their waiter queues. */
+  private acquireKeys(keys: string[]): string[] {
+    return [ ...keys, ...keys.map(key => this.companion(key, ':fence')), ...this.waiterQueues(keys) ];
+  }
+
+  /** RELEASE's and LEAVE's ARGV[2]: wake waiters by broadcast (on a Cluster) or by queue. */
+  private get broadcast(): string {
+    return this.handsOver ? '0' : '1';
+  }
+
+  /** A waiter that gives up leaves the queues it joined (and announces a key it finds free). */
   async leaveQueues(keys: string[], value: string, waiting: WaitingAttempt): Promise<void> {
+    const wake = waiting.wake ?? '';
     if (waiting.fairTicketTtl) {
-      await this.run('LEAVE_FAIR_QUEUE', this.fairQueueKeys(keys[0]), [ value ]);
-    } else if (waiting.wake && this.handsOver) {
-      for (const group of this.slotGroups(keys)) await this.run('LEAVE_WAITERS', [ ...group, ...this.waiterQueues(group) ], [ waiting.wake ]);
+      const [ key, queue, tickets ] = this.fairQueueKeys(keys[0]);
+      await this.run('LEAVE', [ key, ...this.waiterQueues([ key ]), queue, tickets ], [ wake, this.broadcast, value ]);
+      return;
     }
+    for (const group of this.slotGroups(keys)) await this.run('LEAVE', [ ...group, ...this.waiterQueues(group) ], [ wake, this.broadcast ]);
   }
 
   /** How many of `keys` still held `value` and were deleted. */
   async release(keys: string[], value: string): Promise<number> {
     let released = 0;
     for (const group of this.slotGroups(keys)) {
-      released += Number(await this.run('RELEASE', [ ...group, ...this.waiterQueues(group) ], [ value ]));
+      released += Number(await this.run('RELEASE', [ ...group, ...this.waiterQueues(group) ], [ value, this.broadcast ]));
     }
     return released;
   }
