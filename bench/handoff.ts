@@ -12,6 +12,11 @@ export interface HandoffResult {
   gapsMs: number[];
   p50Ms: number;
   p99Ms: number;
+  /**
+   * How long the holder's own release call took, median (ms): the handoff cannot be shorter than
+   * that plus a round trip, and on a machine that wakes slowly from idle it is the bulk of the gap.
+   */
+  releaseP50Ms: number;
   /** Times a client got the lock while another still held it: must be 0 for any lock worth the name. */
   overlaps: number;
 }
@@ -34,18 +39,21 @@ const HOLD: [number, number] = [ 5, 20 ];
 export async function measureHandoff(clients: LockClient[], plan: HandoffPlan, name: string): Promise<HandoffResult> {
   if (clients.length < plan.waiters + 1) throw new Error(`${plan.waiters} waiters need ${plan.waiters + 1} clients`);
   const gapsMs: number[] = [];
+  const releasesMs: number[] = [];
   let overlaps = 0;
   for (let round = 0; round < plan.rounds; round++) {
     const chain = await passDown(clients.slice(0, plan.waiters + 1), `${name}-${plan.waiters}w-${round}`);
     gapsMs.push(...chain.gapsMs);
+    releasesMs.push(...chain.releasesMs);
     overlaps += chain.overlaps;
   }
-  return { gapsMs, p50Ms: percentile(gapsMs, 50), p99Ms: percentile(gapsMs, 99), overlaps };
+  return { gapsMs, p50Ms: percentile(gapsMs, 50), p99Ms: percentile(gapsMs, 99), releaseP50Ms: percentile(releasesMs, 50), overlaps };
 }
 
 /** One chain: `holder` takes the lock, every one of `waiters` gets it in turn. */
-async function passDown([ holder, ...waiters ]: LockClient[], lockName: string): Promise<Pick<HandoffResult, 'gapsMs' | 'overlaps'>> {
+async function passDown([ holder, ...waiters ]: LockClient[], lockName: string): Promise<Pick<HandoffResult, 'gapsMs' | 'overlaps'> & { releasesMs: number[] }> {
   const gapsMs: number[] = [];
+  const releasesMs: number[] = [];
   let overlaps = 0;
   let releasedAt = 0;
   let holders = 1;
@@ -53,6 +61,7 @@ async function passDown([ holder, ...waiters ]: LockClient[], lockName: string):
     holders--;
     releasedAt = nowMs();
     await release();
+    releasesMs.push(nowMs() - releasedAt);
   };
 
   const first = await holder.acquire(lockName);
@@ -75,7 +84,7 @@ async function passDown([ holder, ...waiters ]: LockClient[], lockName: string):
     throw err;
   }
   await done;
-  return { gapsMs, overlaps };
+  return { gapsMs, releasesMs, overlaps };
 }
 
 /** Waits for every promise, then rethrows the first failure: nothing is left running behind an error. */

@@ -41,6 +41,7 @@ export interface RunInfo {
   plan: {
     uncontendedOps: number;
     uncontendedWarmup: number;
+    uncontendedBlocks: number;
     parallelClients: number;
     parallelSeconds: number;
     parallelRounds: number;
@@ -110,7 +111,16 @@ export function renderReport(info: RunInfo, topologies: TopologyResults[], targe
   ), '');
   out.push('The **raw floor** row is not a lock: it is the two round trips any lock needs at least ' +
     '(`SET key val NX PX ttl`, then `DEL key`; on 3 masters each step goes to all 3 in parallel and is awaited). ' +
-    'Contenders take turns in blocks so that machine noise falls on all alike.', '');
+    `Contenders take turns in ${plan.uncontendedBlocks} blocks so that machine noise falls on all alike.`, '');
+  out.push('CPU per acquire + release, in the same run (µs; steadier than time when the machine is noisy):', '');
+  out.push(table(
+    [ 'Library', ...[ single, multi ].flatMap(t => [ `${t.label} client CPU`, `${t.label} Redis CPU` ]) ],
+    [ 'l', 'r', 'r', 'r', 'r' ],
+    labels.map(label => [ label, ...[ single, multi ].flatMap(t => {
+      const u = byLabel(t, label)?.uncontended;
+      return u ? [ dec(u.clientCpuUs, 1), dec(u.serverCpuUs, 1) ] : [ '–', '–' ];
+    }) ]),
+  ), '');
 
   out.push(`## 2. ${plan.parallelClients} clients in parallel on distinct names (${plan.parallelSeconds} s per library, each client loops acquire + release)`, '');
   out.push(table(
@@ -123,20 +133,23 @@ export function renderReport(info: RunInfo, topologies: TopologyResults[], targe
 
   out.push('## 3. Handoff gap: holder calls release → a waiting client\'s acquire resolves (ms)', '');
   out.push(table(
-    [ 'Library', 'Topology', '1 waiter p50', '1 waiter p99', `${plan.handoffWaiters} waiters p50`, `${plan.handoffWaiters} waiters p99` ],
-    [ 'l', 'l', 'r', 'r', 'r', 'r' ],
+    [ 'Library', 'Topology', '1 waiter p50', '1 waiter p99', `${plan.handoffWaiters} waiters p50`, `${plan.handoffWaiters} waiters p99`, 'holder\'s release call p50' ],
+    [ 'l', 'l', 'r', 'r', 'r', 'r', 'r' ],
     lockLabels.flatMap(label => topologies.map(t => {
       const lib = byLabel(t, label)!;
       return [ label, t.label,
         cell(lib.handoffOne, h => ms(h.p50Ms)), cell(lib.handoffOne, h => ms(h.p99Ms)),
-        cell(lib.handoffMany, h => ms(h.p50Ms)), cell(lib.handoffMany, h => ms(h.p99Ms)) ];
+        cell(lib.handoffMany, h => ms(h.p50Ms)), cell(lib.handoffMany, h => ms(h.p99Ms)), cell(lib.handoffOne, h => ms(h.releaseP50Ms)) ];
     })),
   ), '');
   out.push(`1 waiter: ${plan.handoffOneRounds} handoffs; the holder releases 50–350 ms after the waiter started, ` +
     'so a polling waiter is caught at a random point of its retry period. ' +
     `${plan.handoffWaiters} waiters: ${plan.handoffManyRounds} rounds of a chain of ${plan.handoffWaiters} handoffs ` +
     `(${plan.handoffManyRounds * plan.handoffWaiters} gaps); each new holder holds 5–20 ms, then releases. ` +
-    'With so few samples, p99 is close to the worst gap seen.', '');
+    'With so few samples, p99 is close to the worst gap seen. ' +
+    '*Holder\'s release call*: how long the holder\'s own release took in the 1-waiter handoffs (median). A handoff ' +
+    'contains it and at least one more round trip (the woken waiter\'s attempt), so it is the floor to read the gap ' +
+    'against: on a VM that is slow to wake from idle, that one round trip after a quiet wait is most of the gap.', '');
 
   out.push(`## 4. Redis commands while ${plan.waitingWaiters} clients wait on a lock held ${plan.waitingHoldSeconds} s, then passed on ${plan.waitingReleases} times`, '');
   const both = (c: CommandCount, format: (x: number) => string) => `${format(c.sent)} / ${format(c.all)}`;

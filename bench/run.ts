@@ -23,6 +23,7 @@ import { measureParallel } from './parallel';
 import { QuietLogger } from './quiet-logger';
 import { LibraryResults, Outcome, renderReport, RunInfo, Targets, TopologyResults } from './report';
 import { Resources } from './resources';
+import { ServerCpu } from './server-cpu';
 import { measureScheduleOverhead } from './schedule-overhead';
 import { measureUncontended } from './uncontended';
 import { measureWaitingCommands } from './waiting-commands';
@@ -35,9 +36,9 @@ const QUICK = process.argv.includes('--quick');
  * half-optimised code (p99 ~1.8 ms instead of ~0.3 ms), which is start-up cost, not steady state.
  */
 const PLAN = {
-  uncontended: QUICK ? { warmup: 200, ops: 300, blocks: 3 } : { warmup: 2000, ops: 3000, blocks: 6 },
+  uncontended: QUICK ? { warmup: 200, ops: 300, blocks: 3 } : { warmup: 2000, ops: 6000, blocks: 60 },
   parallel: { clients: 50, warmupMs: QUICK ? 200 : 300, durationMs: QUICK ? 500 : 2000, rounds: QUICK ? 2 : 4 },
-  handoffOne: { waiters: 1, rounds: QUICK ? 3 : 16 },
+  handoffOne: { waiters: 1, rounds: QUICK ? 3 : 24 },
   handoffMany: { waiters: 20, rounds: QUICK ? 1 : 2 },
   waiting: { waiters: 20, holdMs: QUICK ? 500 : 2000, releases: QUICK ? 2 : 5 },
   schedule: QUICK ? { warmup: 100, calls: 200 } : { warmup: 1000, calls: 2000 },
@@ -86,7 +87,9 @@ async function benchTopology(topology: Topology, libraries: Contender[], resourc
 
   step('uncontended acquire + release, all contenders in turn');
   const single = await Promise.all([ rawFloor, ...libraries ].map(c => c.connect(ports).then(client => resources.track(client))));
-  const uncontended = await measureUncontended(single, PLAN.uncontended, 'bench-seq');
+  const inspectors = resources.track(await ServerCpu.connect(ports));
+  const uncontended = await measureUncontended(single, PLAN.uncontended, 'bench-seq', () => inspectors.usedUs());
+  await resources.close(inspectors);
   uncontended.forEach((u, i) => { results[i].uncontended = u; });
   await resources.close(...single);
 
@@ -186,6 +189,7 @@ function runInfo(): RunInfo {
     plan: {
       uncontendedOps: PLAN.uncontended.ops,
       uncontendedWarmup: PLAN.uncontended.warmup,
+      uncontendedBlocks: PLAN.uncontended.blocks,
       parallelClients: PLAN.parallel.clients,
       parallelSeconds: PLAN.parallel.durationMs / 1000,
       parallelRounds: PLAN.parallel.rounds,
