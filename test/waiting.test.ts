@@ -4,7 +4,7 @@ import type Redis from 'ioredis';
 import { LockBusyError, LockUnavailableError } from '../lib/errors';
 import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
-import { inspect, redlockOn } from './support/clients';
+import { eventually, inspect, redlockOn } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
 
 /** How many lock scripts (EVAL/EVALSHA) the server has run so far (not counting NOSCRIPT misses). */
@@ -256,5 +256,49 @@ describe('waiting, singleflight and reentrancy', () => {
     await waiter.close();
     const err = await waiting;
     assert.ok(err instanceof LockBusyError || err instanceof LockUnavailableError, String(err));
+  });
+});
+
+describe('hand-over on 3 independent masters', () => {
+  let servers: RedisServer[];
+  let views: Redis[];
+  let clients: Redlock[];
+
+  before(async () => {
+    servers = await startRedisServers(3);
+    views = servers.map(inspect);
+    clients = await Promise.all([ 0, 1, 2, 3 ].map(() => redlockOn(servers)));
+  });
+  after(async () => {
+    await Promise.all(clients.map(c => c.close()));
+    views.forEach(v => v.disconnect());
+    await killAll(servers);
+  });
+
+  it('queues waiters on every master and passes the lock down in arrival order, one attempt per master per release', async () => {
+    const [ holder, ...waiters ] = clients;
+    const queuedEverywhere = (count: number) => eventually(async () => {
+      for (const view of views) assert.equal(await view.zcard('JOB_LOCKER_chain3:waiters'), count);
+    }, 10000);
+    let held = await holder.lock('chain3', 20000);
+    const waiting: Array<Promise<Lock>> = [];
+    for (const [ i, client ] of waiters.entries()) {
+      const next = client.lock('chain3', 20000, { waitTimeout: 30000 });
+      next.catch(() => undefined); // awaited below
+      waiting.push(next);
+      await queuedEverywhere(i + 1);
+    }
+    const calls = async () => (await Promise.all(views.map(scriptCalls))).reduce((a, b) => a + b, 0);
+    for (const [ i, next ] of waiting.entries()) {
+      const before = await calls();
+      await held.unlock();
+      held = await next;
+      await sleep(300); // room for the last master's answers, and for any other waiter to have tried
+      assert.equal(await calls() - before, 6, `handoff ${i}: the release and the woken waiter's attempt, on each master`);
+    }
+    await held.unlock();
+    await eventually(async () => {
+      for (const view of views) assert.equal(await view.exists('JOB_LOCKER_chain3', 'JOB_LOCKER_chain3:waiters'), 0);
+    });
   });
 });
