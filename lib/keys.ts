@@ -17,12 +17,12 @@ export function releaseChannel(key: string): string {
 }
 
 /**
- * The channel of one waiter (the lock value it will set), named after the first key it waits for:
- * it is what the waiter queues hold, and the release script wakes only the first of them. (The fair
- * acquire script builds it too, from the lock key and the fair queue's first value.)
+ * The channel one lock client listens on for the keys it waits for (`clientId`: a random value of
+ * newLockValue). The waiter queues hold it, and a release wakes the first of them with
+ * `<released value>\n<key>` (scripts.ts ANNOUNCE_FREE).
  */
-export function wakeChannel(key: string, value: string): string {
-  return `${key}:wake:${value}`;
+export function wakeChannel(prefix: string, clientId: string): string {
+  return `${prefix}:wake:${clientId}`;
 }
 
 /**

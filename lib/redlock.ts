@@ -3,7 +3,7 @@ import type { Logger } from './boot';
 import type { RedlockConfig } from './config';
 import { Doorbell } from './doorbell';
 import { LockBusyError, LockError, LockUnavailableError, NodeOutcome } from './errors';
-import { lockKey, newLockValue, OWNER, releaseChannel, wakeChannel } from './keys';
+import { lockKey, newLockValue, OWNER, wakeChannel } from './keys';
 import { keepAlive, whenLeaseEnds } from './lease';
 import { LocalQueue } from './local-queue';
 import { Lock, LockOwner } from './lock';
@@ -43,6 +43,8 @@ export class Redlock implements LockOwner {
   private readonly held = new Map<Lock, HeldLock>();
   private readonly queue = new LocalQueue();
   private readonly subscribers: ReleaseSubscriber[];
+  /** Where this client hears the releases it waits for (keys.ts#wakeChannel). */
+  readonly wakeChannel: string;
   /** Waiters to wake when the client closes. */
   private readonly bells = new Set<Doorbell>();
   /** Names of the scheduled jobs this app locks fleet-wide. */
@@ -54,7 +56,8 @@ export class Redlock implements LockOwner {
     readonly settings: Settings,
     private readonly logger: Pick<Logger, 'warn'> = console,
   ) {
-    this.subscribers = stores.map(store => new ReleaseSubscriber(store, settings.commandTimeout));
+    this.wakeChannel = wakeChannel(settings.prefix, newLockValue());
+    this.subscribers = stores.map(store => new ReleaseSubscriber(store, settings.commandTimeout, this.wakeChannel, (key, at) => this.passOn(key, at)));
   }
 
   get driftFactor(): number {
@@ -119,34 +122,39 @@ export class Redlock implements LockOwner {
   }
 
   /**
-   * The Redis side of `lock()`: attempt; when busy, subscribe to this waiter's wake channel and
-   * attempt again, now joining the keys' waiter queues (a release between the two is then not
-   * missed), then sleep until a release wakes this waiter or the holder's lease runs out. When nodes
-   * fail, retry after retryDelay + jitter. A waiter that gives up leaves the queues it joined.
+   * The Redis side of `lock()`: attempt; when busy, listen for wakes (the client's wake channel, or
+   * on a Cluster the keys' release channels) and attempt again, now joining the keys' waiter queues
+   * (a release between the two is then not missed), then sleep until a release wakes this waiter or
+   * the holder's lease runs out. A client that already listens joins the queues with its first
+   * attempt. When nodes fail, retry after retryDelay + jitter. A waiter that gives up leaves the queues.
    */
   private async acquire(names: string[], keys: string[], ttl: number, deadline: number, pause: () => number, fair: boolean): Promise<Lock> {
     const value = newLockValue();
-    const wake = wakeChannel(keys[0], value);
     const bell = new Doorbell();
     this.bells.add(bell);
-    let unwatch: Array<() => void> | undefined;
     let waiting: WaitingAttempt | undefined = fair ? { fairTicketTtl: FAIR_TICKET_TTL } : undefined;
+    let unwatch: Array<() => void> | undefined;
+    const watch = async () => {
+      unwatch = await this.watchReleases(keys, release => bell.ring(release));
+      waiting = { ...waiting, wake: this.wakeChannel };
+    };
     let granted = false;
     try {
+      if (deadline > Date.now() && this.subscribers.every(s => s.ready)) await watch();
       for (let attempt = 1; ; attempt++) {
         const result = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor, waiting);
         if (result.granted) {
           granted = true;
           return new Lock(this, names, keys, value, result.expiration, result.tokens!);
         }
+        if (waiting?.wake && !waiting.queued) waiting = { ...waiting, queued: true };
         const error = failure(keys, result.outcomes, attempt);
         const left = deadline - Date.now();
         if (left <= 0 || this.closed) throw error;
         if (!(error instanceof LockBusyError)) {
           await bell.wait(Math.min(pause(), left));
         } else if (!unwatch) {
-          unwatch = await this.watchReleases(keys, wake, release => bell.ring(release));
-          waiting = { ...waiting, wake };
+          await watch();
         } else {
           // A lease with no expiry cannot be waited out: pace by retryDelay; a fair waiter renews its ticket.
           const wait = error.remainingMs > 0 ? error.remainingMs + 1 : pause();
@@ -162,16 +170,20 @@ export class Redlock implements LockOwner {
     }
   }
 
-  /**
-   * Subscribes, on every node that answers, to where a release wakes this waiter: its own wake
-   * channel where releases hand over to the first queued waiter, else (a Cluster) the keys' release channels.
-   */
-  private async watchReleases(keys: string[], wake: string, ring: (release: string) => void): Promise<Array<() => void>> {
-    const watches = await Promise.allSettled(this.subscribers.flatMap(subscriber => {
-      const channels = subscriber.store.handsOver ? [ wake ] : keys.map(releaseChannel);
-      return channels.map(channel => subscriber.watch(channel, ring));
-    }));
+  /** Listens, on every node that answers, for the releases of `keys` that wake this waiter. */
+  private async watchReleases(keys: string[], ring: (release: string) => void): Promise<Array<() => void>> {
+    const watches = await Promise.allSettled(this.subscribers.map(subscriber => subscriber.watch(keys, ring)));
     return watches.flatMap(w => (w.status === 'fulfilled' ? [ w.value ] : []));
+  }
+
+  /**
+   * A wake for a key no caller of this client waits for. With N masters every master wakes the
+   * waiter, and the later wakes land once it holds the lock: nothing to do. Otherwise its leave did
+   * not reach Redis (or came too late): leave the queue now, which wakes the next waiter if the key is free.
+   */
+  private passOn(key: string, store: LockStore): void {
+    if (this.locks.some(lock => lock.keys.includes(key))) return;
+    store.leaveQueues([ key ], '', { wake: this.wakeChannel }).catch(() => undefined);
   }
 
   /** The error for a caller that waited its whole budget behind other callers of this process. */

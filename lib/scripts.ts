@@ -43,7 +43,7 @@ pcall(redis.replicate_commands)
 `;
 
 /**
- * A waiter joins the waiter queue of a key (zset: member = its wake channel, score = arrival µs),
+ * A waiter joins the waiter queue of a key (zset: member = its client's wake channel, score = arrival µs),
  * which lives as long as the holder's lease plus `slack` ms: its waiters check again when that
  * lease ends, and so renew it, unless a release woke them first.
  */
@@ -58,10 +58,11 @@ end
 /**
  * Tells the waiters of a key that it is free. With `broadcast` ('1', on a Cluster) on
  * `<key>:released` (keys.ts#releaseChannel), which all of them hear. Otherwise only the first waiter
- * in the queue still listening on its channel: PUBLISH counts the receivers, so a waiter that left
- * without saying so (it crashed, or gave up while Redis was out of reach) is dropped and the next
- * one tried — one waiter wakes, not a herd. (On a Cluster PUBLISH counts only the receivers on the
- * node that ran it, so there a departed waiter could not be told from one listening elsewhere.)
+ * in the queue still listening on its client's channel, told `<message>\n<key>`: PUBLISH counts the
+ * receivers, so a waiter whose process died is dropped and the next one tried — one waiter wakes,
+ * not a herd (a live client that no longer waits for the key passes the wake on: see LEAVE). On a
+ * Cluster PUBLISH counts only the receivers on the node that ran it, so there a departed waiter
+ * could not be told from one listening elsewhere.
  */
 const ANNOUNCE_FREE = `
 local function announce_free(key, queue_key, message, broadcast)
@@ -71,7 +72,7 @@ local function announce_free(key, queue_key, message, broadcast)
   end
   while true do
     local head = redis.call('zrange', queue_key, 0, 0)[1]
-    if not head or redis.call('publish', head, message) > 0 then return end
+    if not head or redis.call('publish', head, message .. '\\n' .. key) > 0 then return end
     redis.call('zrem', queue_key, head)
   end
 end
@@ -80,8 +81,8 @@ end
 /**
  * Takes every lock key or none. KEYS: n lock keys, their n fencing counters, their n waiter queues;
  * ARGV: value, ttl, fencing by clock ('1' with independent masters, see NEXT_FENCE), and for a
- * waiter its wake channel and the queue's slack (ms): a waiter that finds a key held joins its
- * queue, one that gets the keys leaves their queues.
+ * waiter its client's wake channel, the queue's slack (ms) and whether it may have queued already
+ * ('1'): a waiter that finds a key held joins its queue, one that gets the keys leaves their queues.
  * Returns { 1, token… }, or { 0, key, holder value, pttl } of the first key someone else holds.
  */
 export const ACQUIRE = `${NEXT_FENCE}${JOIN_WAITERS}
@@ -100,17 +101,18 @@ end
 local reply = { 1 }
 for i = 1, n do
   reply[i + 1] = next_fence(KEYS[n + i], by_clock)
-  if wake then redis.call('zrem', KEYS[2 * n + i], wake) end
+  if ARGV[6] == '1' then redis.call('zrem', KEYS[2 * n + i], wake) end
 end
 return reply`;
 
 /**
  * Fair acquire of one key: waiters queue in KEYS[2] (zset: member = lock value, score = arrival µs)
- * with a ticket deadline each in KEYS[3] (hash); the lock goes only to the oldest live ticket, and a
- * waiter that stops renewing its ticket (it gave up or died) drops out when the deadline passes.
- * KEYS[4] is the fencing counter, KEYS[5] the waiter queue that releases wake. ARGV: value, ttl,
- * ticket ttl, and once subscribed the wake channel and queue slack (as ACQUIRE). A waiter woken
- * while an older one is first in line passes the wake on to it. Returns { 1, token }, or
+ * with a ticket each in KEYS[3] (hash: value → "<deadline> <wake channel>"); the lock goes only to
+ * the oldest live ticket, and a waiter that stops renewing its ticket (it gave up or died) drops out
+ * when the deadline passes. KEYS[4] is the fencing counter, KEYS[5] the waiter queue that releases
+ * wake. ARGV: value, ttl, ticket ttl, and once its client listens its wake channel and the queue
+ * slack (as ACQUIRE). A waiter that finds the key free while an older one is first in line wakes
+ * that one. Returns { 1, token }, or
  * { 0, key, holder, pttl } — pttl -3 when the key is free but `holder` is an older waiter, first in line.
  */
 export const ACQUIRE_FAIR = `${NEXT_FENCE}${JOIN_WAITERS}
@@ -119,7 +121,7 @@ local now = math.floor(us / 1000)
 local head
 while true do
   head = redis.call('zrange', KEYS[2], 0, 0)[1]
-  if not head or tonumber(redis.call('hget', KEYS[3], head) or '0') > now then break end
+  if not head or tonumber(string.match(redis.call('hget', KEYS[3], head) or '0', '^%d+')) > now then break end
   redis.call('zrem', KEYS[2], head)
   redis.call('hdel', KEYS[3], head)
 end
@@ -136,20 +138,22 @@ if not redis.call('zscore', KEYS[2], ARGV[1]) then
   local last = redis.call('zrange', KEYS[2], -1, -1, 'WITHSCORES')[2]
   redis.call('zadd', KEYS[2], math.max(us, (tonumber(last) or 0) + 1), ARGV[1])
 end
-redis.call('hset', KEYS[3], ARGV[1], now + tonumber(ARGV[3]))
+redis.call('hset', KEYS[3], ARGV[1], string.format('%.0f %s', now + tonumber(ARGV[3]), ARGV[4] or ''))
 redis.call('pexpire', KEYS[2], ARGV[3])
 redis.call('pexpire', KEYS[3], ARGV[3])
 local pttl = holder and redis.call('pttl', KEYS[1]) or 0
 if ARGV[4] then join_waiters(KEYS[5], ARGV[4], pttl, ARGV[5]) end
 if holder then return { 0, KEYS[1], holder, pttl } end
-redis.call('publish', KEYS[1] .. ':wake:' .. head, '') -- keys.ts#wakeChannel of the first in line
+local head_wake = string.match(redis.call('hget', KEYS[3], head), ' (.+)$')
+if head_wake then redis.call('publish', head_wake, '\\n' .. KEYS[1]) end
 return { 0, KEYS[1], head, -3 }`;
 
 /**
  * A waiter that gives up leaves the queues it joined, and announces a key that is free: it may have
- * been woken for a release it will not take. KEYS: n lock keys, their n waiter queues, and for a
- * fair waiter (n = 1) the fair queue and tickets; ARGV: wake channel, broadcast ('1' on a Cluster),
- * and for a fair waiter its value.
+ * been woken for a release it will not take. A client woken for a key it no longer waits for passes
+ * the wake on the same way. KEYS: n lock keys, their n waiter queues, and for a fair waiter (n = 1)
+ * the fair queue and tickets; ARGV: its client's wake channel, broadcast ('1' on a Cluster), and for
+ * a fair waiter its value.
  */
 export const LEAVE = `${ANNOUNCE_FREE}
 local n = ARGV[3] and 1 or #KEYS / 2

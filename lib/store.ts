@@ -45,6 +45,8 @@ export interface WaitingAttempt {
   fairTicketTtl?: number;
   /** Join the keys' waiter queues under this wake channel when they are held (see `handsOver`). */
   wake?: string;
+  /** An earlier attempt may have joined the queues: one that gets the keys leaves them. */
+  queued?: boolean;
 }
 
 const LOADED = Object.fromEntries(Object.entries(SCRIPTS).map(([ name, lua ]) => [ name, script(lua) ])) as Record<ScriptName, Script>;
@@ -112,7 +114,7 @@ export class LockStore {
    * several independent masters) following the server clock (scripts.ts NEXT_FENCE).
    */
   async acquire(keys: string[], value: string, ttl: number, waiting: WaitingAttempt = {}, fenceByClock = false): Promise<AcquireReply> {
-    const queueArgs = waiting.wake && this.handsOver ? [ waiting.wake, WAITER_QUEUE_SLACK ] : [];
+    const queueArgs = waiting.wake && this.handsOver ? [ waiting.wake, WAITER_QUEUE_SLACK, waiting.queued ? '1' : '0' ] : [];
     if (waiting.fairTicketTtl) {
       const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence'), ...this.waiterQueues(keys) ];
       return acquireReply(await this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, ...queueArgs ]));

@@ -103,13 +103,46 @@ describe('waiting, singleflight and reentrancy', () => {
       assert.equal(await views[0].exists(queue), 0, 'the crashed waiter was dropped from the queue');
     });
 
+    it('once a client has waited, its next wait joins the queue with its first attempt: no SUBSCRIBE, no re-check', async () => {
+      let held = await holder.lock('chain', 20000);
+      let next = (await queueUp(waiter, 1)).waiting;
+      await held.unlock();
+      held = await next; // the waiter's client now listens on its wake channel
+      const before = await scriptCalls(views[0]);
+      next = (await queueUp(others[0], 1)).waiting; // a fresh client: attempt, SUBSCRIBE, re-check
+      assert.equal(await scriptCalls(views[0]) - before, 2);
+      await held.unlock();
+      held = await next;
+      const again = await scriptCalls(views[0]);
+      next = (await queueUp(waiter, 1)).waiting; // the listening client: one attempt, and it is queued
+      assert.equal(await scriptCalls(views[0]) - again, 1);
+      await held.unlock();
+      await (await next).unlock();
+    });
+
+    it('a client woken for a key it no longer waits for passes the wake on', async () => {
+      const held = await holder.lock('chain', 20000);
+      const warmUp = (await queueUp(waiter, 1)).waiting;
+      await held.unlock();
+      await (await warmUp).unlock(); // the waiter's client listens, and waits for nothing now
+      const again = await holder.lock('chain', 20000);
+      const { waiting: next } = await queueUp(others[0], 1);
+      // A stale entry of a live client first in line (its leave never reached Redis).
+      await views[0].zadd(queue, 0, waiter.wakeChannel);
+      const releasedAt = Date.now();
+      await again.unlock();
+      await (await next).unlock();
+      assert.ok(Date.now() - releasedAt < 10000, 'woken through the pass-on, not by the 20 s lease running out');
+      assert.equal(await views[0].exists(queue), 0, 'the stale entry left with the pass-on');
+    });
+
     it('a waiter that gives up leaves the queue; one leaving while the key is free wakes the next', async () => {
       await holder.lock('chain', 20000);
       const { waiting: quitter } = await queueUp(waiter, 1, { waitTimeout: 300 });
       const { waiting: stayer } = await queueUp(others[0], 2);
       assert.ok(await quitter.catch(e => e) instanceof LockBusyError);
       const [ stayerChannel ] = await views[0].zrange(queue, 0, -1);
-      assert.match(stayerChannel, /^JOB_LOCKER_chain:wake:/);
+      assert.equal(stayerChannel, others[0].wakeChannel);
       assert.equal(await views[0].zcard(queue), 1, 'only the waiter still waiting is queued');
 
       // The lease runs out silently (no release is published) and a queued waiter then leaves: it
