@@ -172,7 +172,9 @@ export function renderReport(info: RunInfo, topologies: TopologyResults[], targe
     'others are back to waiting (+50 ms), divided by the number of waiters. *At the releases*: from each release until ' +
     `the next holder has the lock (+50 ms), over ${plan.waitingReleases} releases (each new holder keeps the lock until ` +
     'counted, then releases), divided by the number of clients waiting at each release. For a polling library this last ' +
-    'figure is low because its cost is in the waiting, not at the release.', '');
+    'figure is low because its cost is in the waiting, not at the release. The waiting clients are the ones that ran ' +
+    'the handoffs above, as in a long-lived process: this plugin\'s clients already listen on their wake channel, so ' +
+    'a wait is one attempt; a fresh client\'s first wait adds a SUBSCRIBE and a second attempt.', '');
 
   if (topologies.some(t => t.schedule)) {
     out.push(`## 5. Per-fire overhead of a locked schedule (this plugin; ${plan.scheduleCalls} calls, mean)`, '');

@@ -92,48 +92,45 @@ describe('waiting, singleflight and reentrancy', () => {
       assert.equal(await views[0].exists(queue), 0, 'no queue is left behind');
     });
 
-    it('skips a queued waiter that went away without leaving (a crashed process), and wakes the next', async () => {
+    /** Makes `client` wait once, through a release: its lock client then listens on its wake channel. */
+    async function waitOnce(client: Redlock): Promise<void> {
       const held = await holder.lock('chain', 20000);
-      const { waiting: next } = await queueUp(waiter, 1);
-      await views[0].zadd(queue, 0, 'JOB_LOCKER_chain:wake:crashed'); // first in line, nobody listening
+      const { waiting } = await queueUp(client, 1);
+      await held.unlock();
+      await (await waiting).unlock();
+    }
+
+    /** A stale entry is first in line when the lock is released: the live waiter behind must still be woken at once. */
+    async function releasePast(stale: string): Promise<void> {
+      const held = await holder.lock('chain', 20000);
+      const { waiting: next } = await queueUp(others[0], 1);
+      await views[0].zadd(queue, 0, stale);
       const releasedAt = Date.now();
       await held.unlock();
       await (await next).unlock();
       assert.ok(Date.now() - releasedAt < 10000, 'woken by the release, not by the 20 s lease running out');
-      assert.equal(await views[0].exists(queue), 0, 'the crashed waiter was dropped from the queue');
+      assert.equal(await views[0].exists(queue), 0, 'the stale entry left the queue');
+    }
+
+    it('skips a queued waiter whose process died (nobody listens on its channel), and wakes the next', () => releasePast('JOB_LOCKER:wake:crashed'));
+
+    it('a client woken for a key it no longer waits for (its leave never reached Redis) passes the wake on', async () => {
+      await waitOnce(waiter);
+      await releasePast(waiter.wakeChannel);
     });
 
     it('once a client has waited, its next wait joins the queue with its first attempt: no SUBSCRIBE, no re-check', async () => {
-      let held = await holder.lock('chain', 20000);
-      let next = (await queueUp(waiter, 1)).waiting;
-      await held.unlock();
-      held = await next; // the waiter's client now listens on its wake channel
-      const before = await scriptCalls(views[0]);
-      next = (await queueUp(others[0], 1)).waiting; // a fresh client: attempt, SUBSCRIBE, re-check
-      assert.equal(await scriptCalls(views[0]) - before, 2);
-      await held.unlock();
-      held = await next;
-      const again = await scriptCalls(views[0]);
-      next = (await queueUp(waiter, 1)).waiting; // the listening client: one attempt, and it is queued
-      assert.equal(await scriptCalls(views[0]) - again, 1);
-      await held.unlock();
-      await (await next).unlock();
-    });
-
-    it('a client woken for a key it no longer waits for passes the wake on', async () => {
+      await waitOnce(waiter);
       const held = await holder.lock('chain', 20000);
-      const warmUp = (await queueUp(waiter, 1)).waiting;
+      const fresh = await scriptCalls(views[0]);
+      const { waiting: first } = await queueUp(others[0], 1); // a fresh client: attempt, SUBSCRIBE, re-check
+      assert.equal(await scriptCalls(views[0]) - fresh, 2);
+      const listening = await scriptCalls(views[0]);
+      const { waiting: second } = await queueUp(waiter, 2); // the listening client: one attempt, and it is queued
+      assert.equal(await scriptCalls(views[0]) - listening, 1);
       await held.unlock();
-      await (await warmUp).unlock(); // the waiter's client listens, and waits for nothing now
-      const again = await holder.lock('chain', 20000);
-      const { waiting: next } = await queueUp(others[0], 1);
-      // A stale entry of a live client first in line (its leave never reached Redis).
-      await views[0].zadd(queue, 0, waiter.wakeChannel);
-      const releasedAt = Date.now();
-      await again.unlock();
-      await (await next).unlock();
-      assert.ok(Date.now() - releasedAt < 10000, 'woken through the pass-on, not by the 20 s lease running out');
-      assert.equal(await views[0].exists(queue), 0, 'the stale entry left with the pass-on');
+      await (await first).unlock();
+      await (await second).unlock();
     });
 
     it('a waiter that gives up leaves the queue; one leaving while the key is free wakes the next', async () => {
