@@ -12,8 +12,9 @@ import { createHash } from 'node:crypto';
  * On one logical node: INCR, and when the counter is new (first use, expired, lost in a restart
  * without persistence or a failover to a replica that missed the last write) it starts from the
  * server time in µs instead of 1. A counter grows by one per grant while the clock grows by a
- * million per second, so a restarted counter starts above every token issued before it. One call
- * per grant, and a clock stepped back does not matter while the counter lives.
+ * million per second, so a restarted counter starts above every token issued before it (unless the
+ * clock was stepped back meanwhile). One call per grant, and the clock does not matter while the
+ * counter lives.
  *
  * With `by_clock` (independent masters): max(counter + 1, server time in µs). The lock's token is
  * the highest of its quorum's (quorum.ts), and two quorums need not share the node that issued the
@@ -112,8 +113,8 @@ return reply`;
  * when the deadline passes. KEYS[4] is the fencing counter, KEYS[5] the waiter queue that releases
  * wake. ARGV: value, ttl, ticket ttl, and once its client listens its wake channel and the queue
  * slack (as ACQUIRE). A waiter that finds the key free while an older one is first in line wakes
- * that one. Returns { 1, token }, or
- * { 0, key, holder, pttl } — pttl -3 when the key is free but `holder` is an older waiter, first in line.
+ * that one. Returns { 1, token }, or { 0, key, holder, pttl } — pttl -3 when the key is free but
+ * `holder` is an older waiter, first in line.
  */
 export const ACQUIRE_FAIR = `${NEXT_FENCE}${JOIN_WAITERS}
 local us = now_us()
