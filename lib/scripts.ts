@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
  * earlier one: only tokens that follow the clock compare across nodes.
  *
  * Counters expire a day after they are written, so one-off names (`order:42`) leave nothing behind.
+ * Writing after TIME needs effects replication, the default from Redis 5 on (the oldest supported).
  */
 const NEXT_FENCE = `
 local function now_us()
@@ -39,8 +40,6 @@ local function next_fence(fence_key, by_clock)
   redis.call('set', fence_key, string.format('%.0f', token), 'PX', 86400000)
   return token
 end
--- Before Redis 5, writing after TIME needs effects replication; from 7 on it is the only mode.
-pcall(redis.replicate_commands)
 `;
 
 /**
