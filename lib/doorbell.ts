@@ -1,20 +1,16 @@
 /**
- * What a waiter sleeps on: `wait(ms)` ends after `ms` or as soon as the bell rings (a release was
- * published, or the client is closing). A ring while nobody waits is kept for the next `wait`, so a
- * release that lands between two attempts is not lost.
+ * What a waiter sleeps on: `wait(ms)` ends after `ms` or as soon as the bell rings (a release woke
+ * the waiter, or the client is closing). A ring while nobody waits is kept for the next `wait`, so a
+ * release that lands during an attempt is not lost. With N masters one release rings once per
+ * master: rings during an attempt that succeeds cost nothing, and after one that failed the next
+ * master's ring is what makes the waiter try again (that master may have released only after the
+ * attempt reached it), so none is dropped.
  */
 export class Doorbell {
   private rung = false;
   private wake?: () => void;
-  private lastRelease?: string;
 
-  /**
-   * `release` identifies what was released (the released lock's value): with N masters the same
-   * release is published by every master, and should wake the waiter once, not N times.
-   */
-  ring(release?: string): void {
-    if (release !== undefined && release !== '' && release === this.lastRelease) return;
-    this.lastRelease = release;
+  ring(): void {
     this.rung = true;
     this.wake?.();
   }

@@ -135,7 +135,7 @@ export class Redlock implements LockOwner {
     let waiting: WaitingAttempt | undefined = fair ? { fairTicketTtl: FAIR_TICKET_TTL } : undefined;
     let unwatch: Array<() => void> | undefined;
     const watch = async () => {
-      unwatch = await this.watchReleases(keys, release => bell.ring(release));
+      unwatch = await this.watchReleases(keys, () => bell.ring());
       waiting = { ...waiting, wake: this.wakeChannel };
     };
     let granted = false;
@@ -171,7 +171,7 @@ export class Redlock implements LockOwner {
   }
 
   /** Listens, on every node that answers, for the releases of `keys` that wake this waiter. */
-  private async watchReleases(keys: string[], ring: (release: string) => void): Promise<Array<() => void>> {
+  private async watchReleases(keys: string[], ring: () => void): Promise<Array<() => void>> {
     const watches = await Promise.allSettled(this.subscribers.map(subscriber => subscriber.watch(keys, ring)));
     return watches.flatMap(w => (w.status === 'fulfilled' ? [ w.value ] : []));
   }

@@ -1,8 +1,8 @@
 import { releaseChannel } from './keys';
 import { LockStore, RedisLike, whenReady, withTimeout } from './store';
 
-/** Called with the released lock's value ('' when a waiter left a queue while the key was free). */
-type Listener = (release: string) => void;
+/** Called when a release wakes the waiter. */
+type Listener = () => void;
 
 interface Channel {
   listeners: Set<Listener>;
@@ -98,13 +98,15 @@ export class ReleaseSubscriber {
     };
   }
 
-  /** A wake, `<released value>\n<key>`: for this client's waiter of the key, else a stray. */
+  /**
+   * A wake, `<released value>\n<key>` (the value is only there for whoever reads MONITOR): for this
+   * client's waiter of the key, else a stray.
+   */
   private wake(message: string): void {
-    const cut = message.indexOf('\n');
-    const key = message.slice(cut + 1);
+    const key = message.slice(message.indexOf('\n') + 1);
     const listeners = this.waiters.get(key);
     if (!listeners) return this.onStray(key, this.store);
-    for (const listener of listeners) listener(message.slice(0, cut));
+    for (const listener of listeners) listener();
   }
 
   private connect(): Promise<RedisLike> {
@@ -113,7 +115,7 @@ export class ReleaseSubscriber {
       subscriber.on('error', () => undefined); // the lock's own client reports outages
       subscriber.on('message', (channel: string, message: string) => {
         if (channel === this.wakeChannel) this.wake(message);
-        else for (const listener of this.channels.get(channel)?.listeners ?? []) listener(message);
+        else for (const listener of this.channels.get(channel)?.listeners ?? []) listener();
       });
       this.connection = whenReady(subscriber, this.timeoutMs).then(() => {
         this.subscriber = subscriber;

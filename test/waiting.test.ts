@@ -331,4 +331,21 @@ describe('hand-over on 3 independent masters', () => {
       for (const view of views) assert.equal(await view.exists('JOB_LOCKER_chain3', 'JOB_LOCKER_chain3:waiters'), 0);
     });
   });
+
+  it('tries again when a master releases after the waiter\'s attempt for the same release reached it', async () => {
+    const [ holder, waiter ] = clients;
+    const held = await holder.lock('late', 20000);
+    const waiting = waiter.lock('late', 20000, { waitTimeout: 30000 });
+    waiting.catch(() => undefined); // awaited below
+    await eventually(async () => {
+      for (const view of views) assert.equal(await view.zcard('JOB_LOCKER_late:waiters'), 1);
+    });
+    // One master releases first and wakes the waiter, whose attempt then finds the other two still held.
+    await holder.stores[0].release([ held.key ], held.value);
+    await sleep(300);
+    const releasedAt = Date.now();
+    await Promise.all(holder.stores.slice(1).map(store => store.release([ held.key ], held.value)));
+    await (await waiting).unlock();
+    assert.ok(Date.now() - releasedAt < 10000, 'woken by the late masters, not by the 20 s lease running out');
+  });
 });
