@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import Redis from 'ioredis';
+import type Redis from 'ioredis';
+import { connectRedis, quitAll } from './connections';
 
 /**
  * Counts the commands Redis servers execute, two ways:
@@ -34,8 +35,7 @@ export class CommandCounter {
 
   static async start(ports: number[]): Promise<CommandCounter> {
     const servers = await Promise.all(ports.map(async (port): Promise<ServerCounter> => {
-      const inspector = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
-      await inspector.connect();
+      const inspector = await connectRedis(port);
       const monitor = await inspector.monitor(); // a second connection, in monitor mode
       const server: ServerCounter = { inspector, monitor, sent: 0, marks: [] };
       monitor.on('monitor', (_time: string, args: string[], source: string) => {
@@ -73,7 +73,7 @@ export class CommandCounter {
 
   async close(): Promise<void> {
     for (const server of this.servers) server.monitor.disconnect();
-    await Promise.all(this.servers.map(s => s.inspector.quit().catch(() => s.inspector.disconnect())));
+    await quitAll(this.servers.map(s => s.inspector));
   }
 }
 

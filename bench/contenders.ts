@@ -6,7 +6,6 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import Redis from 'ioredis';
 import Redlock4 from 'redlock';
 import Redlock5, { Lock as Lock5 } from 'redlock5';
 import { Mutex, RedlockMutex } from 'redis-semaphore';
@@ -14,6 +13,7 @@ import { connectRedlock } from '../lib/boot';
 import { defaultConfig } from '../lib/config';
 import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
+import { connectAll, quitAll } from './connections';
 import type { QuietLogger } from './quiet-logger';
 
 /** Lease of every lock the bench takes (ms): far longer than any hold, so nothing expires. */
@@ -55,18 +55,6 @@ export function versionOf(packageDir: string): string {
 
 const installed = (pkg: string) => versionOf(path.join('..', 'node_modules', pkg));
 
-/** A plain ioredis connection (the library defaults), resolved once it is ready. */
-async function connectRedis(port: number): Promise<Redis> {
-  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
-  await client.connect();
-  return client;
-}
-
-const connectAll = (ports: number[]) => Promise.all(ports.map(connectRedis));
-
-async function quitAll(clients: Redis[]): Promise<void> {
-  await Promise.all(clients.map(c => c.quit().catch(() => c.disconnect())));
-}
 
 /** node-redlock bounds a wait by attempts: at its default delay of 200 ± 100 ms, this many cover WAIT_BOUND. */
 const WAIT_RETRIES = Math.ceil(WAIT_BOUND / 100);

@@ -1,15 +1,12 @@
-import Redis from 'ioredis';
+import type Redis from 'ioredis';
+import { connectAll, quitAll } from './connections';
 
 /** The CPU time Redis servers have used (INFO cpu: used_cpu_sys + used_cpu_user), summed over servers. */
 export class ServerCpu {
   private constructor(private readonly inspectors: Redis[]) {}
 
   static async connect(ports: number[]): Promise<ServerCpu> {
-    return new ServerCpu(await Promise.all(ports.map(async port => {
-      const inspector = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
-      await inspector.connect();
-      return inspector;
-    })));
+    return new ServerCpu(await connectAll(ports));
   }
 
   /** Microseconds of CPU used so far by all servers (µs resolution on Linux). */
@@ -22,6 +19,6 @@ export class ServerCpu {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.inspectors.map(i => i.quit().catch(() => i.disconnect())));
+    await quitAll(this.inspectors);
   }
 }
