@@ -182,14 +182,18 @@ export class Redlock implements LockOwner {
    * not reach Redis (or came too late): leave the queue now, which wakes the next waiter if the key is free.
    */
   private passOn(key: string, store: LockStore): void {
-    if (this.locks.some(lock => lock.keys.includes(key))) return;
+    if (this.heldOn([ key ])) return;
     store.leaveQueues([ key ], '', { wake: this.wakeChannel }).catch(() => undefined);
   }
 
   /** The error for a caller that waited its whole budget behind other callers of this process. */
   private busyHere(keys: string[]): LockBusyError {
-    const holder = [ ...this.held.keys() ].find(lock => lock.keys.some(k => keys.includes(k)));
-    return new LockBusyError(keys, [], `${OWNER} (this process)`, holder?.remainingMs ?? 0, 0);
+    return new LockBusyError(keys, [], `${OWNER} (this process)`, this.heldOn(keys)?.remainingMs ?? 0, 0);
+  }
+
+  /** A lock this client holds on any of `keys`. */
+  private heldOn(keys: string[]): Lock | undefined {
+    return this.locks.find(lock => lock.keys.some(key => keys.includes(key)));
   }
 
   /** Keeps a granted lock's turn in the local queue until it is released or its lease runs out. */
