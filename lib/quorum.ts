@@ -28,16 +28,14 @@ export interface QuorumResult {
  * host that is most of the cost); its answer still lands, in order on its connection, a moment later.
  */
 function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false): Promise<NodeOutcome[]> {
+  if (stores.length === 1) return ask(stores[0]).then(...outcomeOf(stores[0])).then(outcome => [ outcome ]);
   return new Promise(resolve => {
     const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: 'no answer yet' }));
     const needed = quorum(stores.length);
     let answered = 0;
     let grants = 0;
     stores.forEach((store, i) => {
-      ask(store).then(
-        outcome => ({ node: store.node, ...outcome }),
-        (err: Error) => ({ node: store.node, status: 'error' as const, error: err.message }),
-      ).then(outcome => {
+      ask(store).then(...outcomeOf(store)).then(outcome => {
         outcomes[i] = outcome;
         answered++;
         if (outcome.status === 'granted') grants++;
@@ -45,6 +43,14 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
       });
     });
   });
+}
+
+/** The two handlers that turn a node's answer (or failure) into its NodeOutcome. */
+function outcomeOf(store: LockStore): [ (outcome: Omit<NodeOutcome, 'node'>) => NodeOutcome, (err: Error) => NodeOutcome ] {
+  return [
+    outcome => ({ node: store.node, ...outcome }),
+    err => ({ node: store.node, status: 'error', error: err.message }),
+  ];
 }
 
 function granted(outcomes: NodeOutcome[]): boolean {

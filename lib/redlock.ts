@@ -4,10 +4,10 @@ import type { RedlockConfig } from './config';
 import { Doorbell } from './doorbell';
 import { LockBusyError, LockError, LockUnavailableError, NodeOutcome } from './errors';
 import { lockKey, newLockValue, OWNER, wakeChannel } from './keys';
-import { keepAlive, whenLeaseEnds } from './lease';
+import { keepAlive } from './lease';
 import { LocalQueue } from './local-queue';
 import { Lock, LockOwner } from './lock';
-import { acquireQuorum, unreachable } from './quorum';
+import { acquireQuorum, QuorumResult, unreachable } from './quorum';
 import { heldHere, partlyHeldHere, runHolding } from './reentrancy';
 import { ReleaseSubscriber } from './release-subscriber';
 import { JobRun, readLastRun } from './schedule/last-run';
@@ -32,15 +32,25 @@ export interface UsingOptions extends LockOptions {
 
 export type Settings = Pick<RedlockConfig, 'prefix' | 'ttl' | 'retryCount' | 'retryDelay' | 'retryJitter' | 'driftFactor' | 'waitTimeout' | 'maxHold' | 'commandTimeout' | 'fair'>;
 
-/** A lock this process holds: its turn in the local queue, and what ends the turn with the lease. */
-interface HeldLock {
-  leave: () => void;
-  stopWatching: () => void;
+/** Gives a lock's turn in the local queue back (local-queue.ts). */
+type LeaveQueue = () => void;
+
+/** How one `lock()` call waits (Redlock#waitPlan). */
+interface WaitPlan {
+  /** How long it may wait in all (ms). */
+  budget: number;
+  delay: number;
+  jitter: number;
+  fair: boolean;
 }
 
 /** The lock client mounted on `app.redlock`. */
 export class Redlock implements LockOwner {
-  private readonly held = new Map<Lock, HeldLock>();
+  /** Locks this process holds, each with the function that gives its turn in the local queue back. */
+  private readonly held = new Map<Lock, LeaveQueue>();
+  /** One timer for every held lock: it forgets those whose lease ran out (see `sweepBy`). */
+  private sweeper?: NodeJS.Timeout;
+  private sweepAt = Infinity;
   private readonly queue = new LocalQueue();
   private readonly subscribers: ReleaseSubscriber[];
   /** Where this client hears the releases it waits for (keys.ts#wakeChannel). */
@@ -50,6 +60,7 @@ export class Redlock implements LockOwner {
   /** Names of the scheduled jobs this app locks fleet-wide. */
   readonly jobNames = new Set<string>();
   private closed = false;
+  private defaults?: WaitPlan;
 
   constructor(
     readonly stores: LockStore[],
@@ -82,7 +93,8 @@ export class Redlock implements LockOwner {
   async lock(names: string | string[], ttl: number = this.settings.ttl, options?: LockOptions): Promise<Lock> {
     const sorted = checkNames(names);
     checkTtl(ttl);
-    const { deadline, pause, fair } = this.waitPlan(checkOptions<LockOptions>(options), sorted.length);
+    const plan = options === undefined && sorted.length === 1 ? this.defaultPlan : this.waitPlan(checkOptions<LockOptions>(options), sorted.length);
+    const deadline = Date.now() + plan.budget;
     const keys = sorted.map(n => this.key(n));
     if (this.closed) throw new LockUnavailableError(keys, [], 'the lock client is closed');
 
@@ -96,7 +108,7 @@ export class Redlock implements LockOwner {
     const leave = this.queue.tryEnter(keys) ?? await this.queue.enter(keys, deadline);
     if (!leave) throw this.busyHere(keys);
     try {
-      const lock = await this.acquire(sorted, keys, ttl, deadline, pause, fair);
+      const lock = await this.acquire(sorted, keys, ttl, deadline, plan);
       this.track(lock, leave);
       return lock;
     } catch (err) {
@@ -105,8 +117,14 @@ export class Redlock implements LockOwner {
     }
   }
 
+  /** How a one-name `lock()` waits without options: the configured defaults, checked once. */
+  private get defaultPlan(): WaitPlan {
+    this.defaults ??= this.waitPlan({}, 1);
+    return this.defaults;
+  }
+
   /** How one `lock()` call waits: its options over the configured defaults, checked. */
-  private waitPlan(opts: Partial<LockOptions>, names: number): { deadline: number; pause: () => number; fair: boolean } {
+  private waitPlan(opts: Partial<LockOptions>, names: number): WaitPlan {
     const retryCount = checkCount(opts.retryCount ?? this.settings.retryCount, 'options.retryCount', -1);
     const delay = checkCount(opts.retryDelay ?? this.settings.retryDelay, 'options.retryDelay', 0);
     const jitter = checkCount(opts.retryJitter ?? this.settings.retryJitter, 'options.retryJitter', 0);
@@ -118,18 +136,37 @@ export class Redlock implements LockOwner {
       throw new TypeError('[egg-distributed-lock] options.fair needs one name on one logical Redis node (single, Cluster or Sentinel), not several masters');
     }
     const budget = retryCount === 0 ? 0 : waitTimeout || waitBudget(retryCount, delay, jitter);
-    return { deadline: Date.now() + budget, pause: () => retryDelay(delay, jitter), fair };
+    return { budget, delay, jitter, fair };
+  }
+
+  /** Whether every node's subscriber already listens on this client's wake channel (see `acquire`). */
+  private get listening(): boolean {
+    return this.subscribers.every(s => s.ready);
   }
 
   /**
-   * The Redis side of `lock()`: attempt; when busy, listen for wakes (the client's wake channel, or
-   * on a Cluster the keys' release channels) and attempt again, now joining the keys' waiter queues
-   * (a release between the two is then not missed), then sleep until a release wakes this waiter or
-   * the holder's lease runs out. A client that already listens joins the queues with its first
-   * attempt. When nodes fail, retry after retryDelay + jitter. A waiter that gives up leaves the queues.
+   * The Redis side of `lock()`. A client that does not listen for wakes yet makes a plain first
+   * attempt, which is all an uncontended lock costs. When busy it listens for wakes (the client's
+   * wake channel, or on a Cluster the keys' release channels) and attempts again, now joining the
+   * keys' waiter queues (a release between the two is then not missed), then sleeps until a release
+   * wakes this waiter or the holder's lease runs out. A client that already listens joins the queues
+   * with its first attempt. When nodes fail, retry after retryDelay + jitter. A waiter that gives up
+   * leaves the queues.
    */
-  private async acquire(names: string[], keys: string[], ttl: number, deadline: number, pause: () => number, fair: boolean): Promise<Lock> {
+  private async acquire(names: string[], keys: string[], ttl: number, deadline: number, plan: WaitPlan): Promise<Lock> {
     const value = newLockValue();
+    let first: QuorumResult | undefined;
+    if (!plan.fair && (deadline <= Date.now() || !this.listening)) {
+      first = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor);
+      if (first.granted) return new Lock(this, names, keys, value, first.expiration, first.tokens!);
+    }
+    return this.wait(names, keys, value, ttl, deadline, plan, first);
+  }
+
+  /** `acquire` from its first failed attempt on (or, for a listening client or a fair waiter, from the start). */
+  private async wait(names: string[], keys: string[], value: string, ttl: number, deadline: number, plan: WaitPlan,
+    first?: QuorumResult): Promise<Lock> {
+    const { fair } = plan;
     const bell = new Doorbell();
     this.bells.add(bell);
     let waiting: WaitingAttempt | undefined = fair ? { fairTicketTtl: FAIR_TICKET_TTL } : undefined;
@@ -140,9 +177,10 @@ export class Redlock implements LockOwner {
     };
     let granted = false;
     try {
-      if (deadline > Date.now() && this.subscribers.every(s => s.ready)) await watch();
+      if (!first && deadline > Date.now() && this.listening) await watch();
       for (let attempt = 1; ; attempt++) {
-        const result = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor, waiting);
+        const result = first ?? await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor, waiting);
+        first = undefined;
         if (result.granted) {
           granted = true;
           return new Lock(this, names, keys, value, result.expiration, result.tokens!);
@@ -152,12 +190,12 @@ export class Redlock implements LockOwner {
         const left = deadline - Date.now();
         if (left <= 0 || this.closed) throw error;
         if (!(error instanceof LockBusyError)) {
-          await bell.wait(Math.min(pause(), left));
+          await bell.wait(Math.min(retryDelay(plan.delay, plan.jitter), left));
         } else if (!unwatch) {
           await watch();
         } else {
           // A lease with no expiry cannot be waited out: pace by retryDelay; a fair waiter renews its ticket.
-          const wait = error.remainingMs > 0 ? error.remainingMs + 1 : pause();
+          const wait = error.remainingMs > 0 ? error.remainingMs + 1 : retryDelay(plan.delay, plan.jitter);
           await bell.wait(Math.min(wait, left, fair ? FAIR_TICKET_TTL / 3 : Infinity));
         }
       }
@@ -197,8 +235,32 @@ export class Redlock implements LockOwner {
   }
 
   /** Keeps a granted lock's turn in the local queue until it is released or its lease runs out. */
-  private track(lock: Lock, leave: () => void): void {
-    this.held.set(lock, { leave, stopWatching: whenLeaseEnds(lock, () => this.forget(lock)) });
+  private track(lock: Lock, leave: LeaveQueue): void {
+    this.held.set(lock, leave);
+    this.sweepBy(lock.expiration);
+  }
+
+  /**
+   * Makes sure the sweeper runs by `at` (epoch ms). One timer serves every held lock and is not
+   * cleared on release: a client that locks and unlocks in a loop arms one timer per lease, not one per lock.
+   */
+  private sweepBy(at: number): void {
+    if (at >= this.sweepAt) return;
+    clearTimeout(this.sweeper);
+    this.sweepAt = at;
+    this.sweeper = setTimeout(() => this.sweep(), at - Date.now());
+    this.sweeper.unref();
+  }
+
+  /** Forgets the held locks whose lease has run out (by this process's clock); waits for the next. */
+  private sweep(): void {
+    this.sweepAt = Infinity;
+    let next = Infinity;
+    for (const lock of this.locks) {
+      if (lock.remainingMs === 0) this.forget(lock);
+      else next = Math.min(next, lock.expiration);
+    }
+    if (next < Infinity) this.sweepBy(next);
   }
 
   /** One attempt: the lock, or null when someone else holds it. Rejects only when Redis is unavailable. */
@@ -257,11 +319,10 @@ export class Redlock implements LockOwner {
 
   /** Stops tracking a lock (released, or its lease ran out) and lets the next local caller ask Redis. */
   forget(lock: Lock): void {
-    const entry = this.held.get(lock);
-    if (!entry) return;
-    entry.stopWatching();
+    const leave = this.held.get(lock);
+    if (!leave) return;
     this.held.delete(lock);
-    entry.leave();
+    leave();
   }
 
   /** Releases every lock this process holds, wakes its waiters, then quits the clients the plugin created. */
@@ -271,6 +332,7 @@ export class Redlock implements LockOwner {
     await Promise.all(this.locks.map(lock => lock.unlock(true).catch((err: Error) => {
       this.logger.warn('[egg-distributed-lock] release of %s at close failed: %s', lock.key, err.message);
     })));
+    clearTimeout(this.sweeper);
     for (const subscriber of this.subscribers) subscriber.close();
     await Promise.all(this.stores.map(store => store.close()));
   }

@@ -1,5 +1,5 @@
 import { releaseChannel } from './keys';
-import { LockStore, RedisLike, whenReady, withTimeout } from './store';
+import { LockStore, RedisLike, whenReady } from './store';
 
 /** Called when a release wakes the waiter. */
 type Listener = () => void;
@@ -76,7 +76,7 @@ export class ReleaseSubscriber {
   private async subscribe(name: string, onMessage?: Listener): Promise<() => void> {
     let channel = this.channels.get(name);
     if (!channel) {
-      const subscribed = withTimeout(this.connect().then(subscriber => subscriber.subscribe(name)), this.timeoutMs);
+      const subscribed = this.store.bounded(this.connect().then(subscriber => subscriber.subscribe(name)));
       channel = { listeners: new Set(), subscribed };
       this.channels.set(name, channel);
       subscribed.catch(() => this.channels.get(name) === channel && this.channels.delete(name));

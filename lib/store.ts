@@ -1,4 +1,5 @@
 import calculateSlot from 'cluster-key-slot';
+import { Deadlines } from './deadlines';
 import { companionKey } from './keys';
 import { WAITER_QUEUE_SLACK } from './timing';
 import { runScript, script, Script, ScriptName, SCRIPTS } from './scripts';
@@ -63,14 +64,17 @@ function acquireReply(reply: unknown): AcquireReply {
  * scripts with a time limit, so a hung node counts as failed instead of stalling the quorum.
  */
 export class LockStore {
+  private readonly deadlines: Deadlines;
+
   constructor(
     readonly client: RedisLike,
     /** Address for logs and errors; never holds a password. */
     readonly node: string,
     /** Whether the plugin created the client (and so may quit it), or borrowed it from egg-redis. */
     readonly owned: boolean,
-    private readonly commandTimeout: number,
+    commandTimeout: number,
   ) {
+    this.deadlines = new Deadlines(commandTimeout);
     // Load the scripts whenever a connection is (re)established, before anything else is sent on
     // it: an EVALSHA that meets NOSCRIPT is re-sent as EVAL *after* commands queued behind it, so
     // a release could overtake the acquisition it should undo. (A Cluster routes SCRIPT LOAD to one
@@ -206,18 +210,8 @@ export class LockStore {
     return this.bounded(runScript(this.client as any, LOADED[name], keys, args));
   }
 
-  private bounded<T>(reply: Promise<T>): Promise<T> {
-    return withTimeout(reply, this.commandTimeout);
+  /** `reply`, or a rejection once the command timeout has passed: no Redis call of the plugin may wait forever. */
+  bounded<T>(reply: Promise<T>): Promise<T> {
+    return this.deadlines.bound(reply);
   }
-}
-
-/** `reply`, or a rejection once `ms` have passed: no Redis call of the plugin may wait forever. */
-export function withTimeout<T>(reply: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    reply.then(
-      value => { clearTimeout(timer); resolve(value); },
-      (err: Error) => { clearTimeout(timer); reject(err); },
-    );
-  });
 }
