@@ -204,6 +204,17 @@ describe('waiting, singleflight and reentrancy', () => {
     assert.equal(await views[0].get('JOB_LOCKER_forgotten'), next.value);
   });
 
+  it('frees each forgotten lease at its own end, also behind a longer one taken first', async () => {
+    const long = await waiter.lock('forgotten-long', 60000);
+    await waiter.lock('forgotten-short', 300); // never unlocked
+    // Rejects as busy unless the short lease is forgotten at its end, not at the long one's.
+    const next = await waiter.lock('forgotten-short', 1000, { waitTimeout: 5000 });
+    assert.deepEqual(waiter.locks.map(lock => lock.name).sort(), [ 'forgotten-long', 'forgotten-short' ]);
+    assert.equal(await long.unlock(), true);
+    assert.equal(await next.unlock(), true);
+    assert.deepEqual(waiter.locks, []);
+  });
+
   it('re-enters inside using(): the same lock with one more hold, while other call chains wait', async () => {
     // A call chain that starts outside using(), once the routine lets it go.
     let letGo!: () => void;
