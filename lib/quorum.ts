@@ -61,8 +61,7 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
   waiting?: WaitingAttempt): Promise<QuorumResult> {
   const startedAt = Date.now();
   const tokens = keys.map(() => 0);
-  const outcomes = await askEveryNode(stores, async store => {
-    const reply = await store.acquire(keys, value, ttl, waiting, stores.length > 1);
+  const outcomes = await askEveryNode(stores, store => store.acquire(keys, value, ttl, waiting, stores.length > 1).then(reply => {
     if (reply.granted) {
       reply.tokens.forEach((token, i) => { tokens[i] = Math.max(tokens[i], token); });
       return { status: 'granted' };
@@ -70,7 +69,7 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
     // pttl -3: the key is free, but an older fair waiter is first in line (scripts.ts ACQUIRE_FAIR).
     const holder = reply.remainingMs === -3 ? `${holderOf(reply.holder)}, first in the fair queue` : holderOf(reply.holder);
     return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
-  }, true);
+  }), true);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
   if (granted(outcomes) && expiration > Date.now()) return { granted: true, expiration, outcomes, tokens: [ ...tokens ] };
   // A failed attempt may still hold some nodes (or be about to): release everywhere, owner-checked.
@@ -89,9 +88,9 @@ export async function extendQuorum(stores: LockStore[], keys: string[], value: s
 
 /** `granted` when a quorum of nodes still held the lock and deleted it. */
 export async function releaseQuorum(stores: LockStore[], keys: string[], value: string): Promise<QuorumResult> {
-  const outcomes = await askEveryNode(stores, async store => ({
-    status: await store.release(keys, value) === keys.length ? 'granted' : 'held',
-  }), true);
+  const outcomes = await askEveryNode(stores, store => store.release(keys, value).then(released => ({
+    status: released === keys.length ? 'granted' : 'held',
+  })), true);
   return { granted: granted(outcomes), expiration: 0, outcomes };
 }
 

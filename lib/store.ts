@@ -117,16 +117,20 @@ export class LockStore {
    * Takes every key or none, with a fencing token for each: counted, or with `fenceByClock` (one of
    * several independent masters) following the server clock (scripts.ts NEXT_FENCE).
    */
-  async acquire(keys: string[], value: string, ttl: number, waiting: WaitingAttempt = {}, fenceByClock = false): Promise<AcquireReply> {
+  acquire(keys: string[], value: string, ttl: number, waiting: WaitingAttempt = {}, fenceByClock = false): Promise<AcquireReply> {
     const queueArgs = waiting.wake && this.handsOver ? [ waiting.wake, WAITER_QUEUE_SLACK, waiting.queued ? '1' : '0' ] : [];
     if (waiting.fairTicketTtl) {
       const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence'), ...this.waiterQueues(keys) ];
-      return acquireReply(await this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, ...queueArgs ]));
+      return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, ...queueArgs ]).then(acquireReply);
     }
     const args = [ value, ttl, fenceByClock ? '1' : '0', ...queueArgs ];
     const groups = this.slotGroups(keys);
-    if (groups.length === 1) return acquireReply(await this.run('ACQUIRE', this.acquireKeys(keys), args));
-    // A Cluster lock over several slots is taken group by group; the groups already taken are undone on failure.
+    if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args).then(acquireReply);
+    return this.acquireGroups(groups, keys, value, args);
+  }
+
+  /** A Cluster lock over several slots is taken group by group; the groups already taken are undone on failure. */
+  private async acquireGroups(groups: string[][], keys: string[], value: string, args: Array<string | number>): Promise<AcquireReply> {
     const tokens = new Map<string, number>();
     for (const [ i, group ] of groups.entries()) {
       const reply = acquireReply(await this.run('ACQUIRE', this.acquireKeys(group), args));
@@ -161,11 +165,19 @@ export class LockStore {
   }
 
   /** How many of `keys` still held `value` and were deleted. */
-  async release(keys: string[], value: string): Promise<number> {
+  release(keys: string[], value: string): Promise<number> {
+    const groups = this.slotGroups(keys);
+    return groups.length === 1 ? this.releaseGroup(keys, value) : this.releaseGroups(groups, value);
+  }
+
+  private releaseGroup(keys: string[], value: string): Promise<number> {
+    return this.run('RELEASE', [ ...keys, ...this.waiterQueues(keys) ], [ value, this.broadcast ]).then(Number);
+  }
+
+  /** A Cluster lock over several slots is released group by group. */
+  private async releaseGroups(groups: string[][], value: string): Promise<number> {
     let released = 0;
-    for (const group of this.slotGroups(keys)) {
-      released += Number(await this.run('RELEASE', [ ...group, ...this.waiterQueues(group) ], [ value, this.broadcast ]));
-    }
+    for (const group of groups) released += await this.releaseGroup(group, value);
     return released;
   }
 
