@@ -11,6 +11,7 @@ import Redlock5, { Lock as Lock5 } from 'redlock5';
 import { Mutex, RedlockMutex } from 'redis-semaphore';
 import { connectRedlock } from '../lib/boot';
 import { defaultConfig } from '../lib/config';
+import { newLockValue } from '../lib/keys';
 import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
 import { connectAll, quitAll } from './connections';
@@ -41,8 +42,10 @@ export interface LockClient {
 export interface Contender {
   /** Row label, with the version installed. */
   label: string;
-  /** The raw floor is no lock library: it is only measured uncontended. */
+  /** The raw floor, which the ratios are taken against. */
   isFloor?: boolean;
+  /** A reference row that is no lock library (the floors): it is only measured uncontended. */
+  isReference?: boolean;
   isPlugin?: boolean;
   connect(ports: number[]): Promise<LockClient>;
 }
@@ -63,6 +66,7 @@ const WAIT_RETRIES = Math.ceil(WAIT_BOUND / 100);
 export const rawFloor: Contender = {
   label: '**raw floor**: bare `SET NX PX` + `DEL`, no library',
   isFloor: true,
+  isReference: true,
   async connect(ports) {
     const clients = await connectAll(ports);
     const acquire = async (name: string): Promise<Held> => {
@@ -73,6 +77,34 @@ export const rawFloor: Contender = {
     return {
       acquire,
       acquireWaiting: () => Promise.reject(new Error('the raw floor does not wait')),
+      close: () => quitAll(clients),
+    };
+  },
+};
+
+/** The owner check every safe release needs, and nothing else (what redis-semaphore and node-redlock run). */
+const COMPARE_AND_DELETE = 'if redis.call(\'get\', KEYS[1]) == ARGV[1] then return redis.call(\'del\', KEYS[1]) end return 0';
+
+/**
+ * The cheapest lock that never deletes another holder's key: `SET NX PX` with a random value, then a
+ * compare-and-delete script, no library around them. No fencing token, no waiting: a lower bound for
+ * an owner-checked lock, to read the raw-floor ratio against.
+ */
+export const ownerCheckedFloor: Contender = {
+  label: '*owner-checked floor*: bare `SET NX PX` + compare-and-delete script, no library',
+  isReference: true,
+  async connect(ports) {
+    const clients = await connectAll(ports);
+    const [ sha ] = await Promise.all(clients.map(c => c.script('LOAD', COMPARE_AND_DELETE) as Promise<string>));
+    const acquire = async (name: string): Promise<Held> => {
+      const k = key(name);
+      const value = newLockValue();
+      await Promise.all(clients.map(c => c.set(k, value, 'PX', LOCK_TTL, 'NX')));
+      return { release: async () => { await Promise.all(clients.map(c => c.evalsha(sha, 1, k, value))); } };
+    };
+    return {
+      acquire,
+      acquireWaiting: () => Promise.reject(new Error('the owner-checked floor does not wait')),
       close: () => quitAll(clients),
     };
   },

@@ -13,6 +13,7 @@ export type Outcome<T> = { ok: true; value: T } | { ok: false; error: string };
 export interface LibraryResults {
   label: string;
   isFloor?: boolean;
+  isReference?: boolean;
   isPlugin?: boolean;
   uncontended?: UncontendedResult;
   parallel?: Outcome<ParallelResult>;
@@ -84,7 +85,7 @@ function byLabel(topology: TopologyResults, label: string): LibraryResults | und
 export function renderReport(info: RunInfo, topologies: TopologyResults[], targets: Targets, problems: string[]): string {
   const [ single, multi ] = topologies;
   const labels = single.libraries.map(l => l.label);
-  const lockLabels = single.libraries.filter(l => !l.isFloor).map(l => l.label);
+  const lockLabels = single.libraries.filter(l => !l.isReference).map(l => l.label);
   const { plan } = info;
   const out: string[] = [];
 
@@ -111,6 +112,9 @@ export function renderReport(info: RunInfo, topologies: TopologyResults[], targe
   ), '');
   out.push('The **raw floor** row is not a lock: it is the two round trips any lock needs at least ' +
     '(`SET key val NX PX ttl`, then `DEL key`; on 3 masters each step goes to all 3 in parallel and is awaited). ' +
+    'The *owner-checked floor* row is not a lock library either: the same `SET NX PX` with a random value, released ' +
+    'by a one-line compare-and-delete script, the least a lock can do without ever deleting another holder\'s key ' +
+    '(no fencing token, no waiting, no lease tracking). ' +
     `Contenders take turns in ${plan.uncontendedBlocks} blocks so that machine noise falls on all alike.`, '');
   out.push('CPU per acquire + release, in the same run (µs; steadier than time when the machine is noisy):', '');
   out.push(table(

@@ -15,7 +15,7 @@ import { defaultConfig } from '../lib/config';
 import { startRedisServers } from '../test/support/redis-server';
 import { CommandCounter } from './command-count';
 import {
-  connectPlugin, Contender, LockClient, LOCK_TTL, nodeRedlock4, nodeRedlock5, plugin, rawFloor, redisSemaphore, versionOf, WAIT_BOUND,
+  connectPlugin, Contender, LockClient, LOCK_TTL, nodeRedlock4, nodeRedlock5, ownerCheckedFloor, plugin, rawFloor, redisSemaphore, versionOf, WAIT_BOUND,
 } from './contenders';
 import { measureFairness } from './fairness';
 import { measureHandoff } from './handoff';
@@ -82,11 +82,12 @@ async function connectClients(resources: Resources, contender: Contender, ports:
 async function benchTopology(topology: Topology, libraries: Contender[], resources: Resources, logger: QuietLogger, problems: string[]): Promise<TopologyResults> {
   const { ports } = topology;
   const step = (message: string) => progress(`${topology.label}: ${message}`);
-  const results: LibraryResults[] = [ rawFloor, ...libraries ].map(c => ({ label: c.label, isFloor: c.isFloor, isPlugin: c.isPlugin }));
+  const contenders = [ rawFloor, ownerCheckedFloor, ...libraries ];
+  const results: LibraryResults[] = contenders.map(c => ({ label: c.label, isFloor: c.isFloor, isReference: c.isReference, isPlugin: c.isPlugin }));
   const resultOf = (library: Contender) => results.find(r => r.label === library.label)!;
 
   step('uncontended acquire + release, all contenders in turn');
-  const single = await Promise.all([ rawFloor, ...libraries ].map(c => c.connect(ports).then(client => resources.track(client))));
+  const single = await Promise.all(contenders.map(c => c.connect(ports).then(client => resources.track(client))));
   const inspectors = resources.track(await ServerCpu.connect(ports));
   const uncontended = await measureUncontended(single, PLAN.uncontended, 'bench-seq', () => inspectors.usedUs());
   await resources.close(inspectors);
