@@ -51,7 +51,7 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
  * Calls `onEnd` once the lock's lease has run out by this process's clock, following any
  * extensions (the timer re-arms while time is left). Returns a function that cancels it.
  */
-export function whenLeaseEnds(lock: Lock, onEnd: () => void): () => void {
+function whenLeaseEnds(lock: Lock, onEnd: () => void): () => void {
   let timer: NodeJS.Timeout;
   const arm = () => {
     timer = setTimeout(() => (lock.remainingMs > 0 ? arm() : onEnd()), lock.remainingMs);
