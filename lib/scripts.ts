@@ -70,6 +70,8 @@ local function announce_free(key, queue_key, message, broadcast)
     redis.call('publish', key .. ':released', message)
     return
   end
+  -- EXISTS first: most releases have no waiters, and on an absent key it costs less than ZRANGE
+  if redis.call('exists', queue_key) == 0 then return end
   while true do
     local head = redis.call('zrange', queue_key, 0, 0)[1]
     if not head or redis.call('publish', head, message .. '\\n' .. key) > 0 then return end
