@@ -216,6 +216,40 @@ for (const masters of [ 1, 3 ]) {
         assert.ok(Date.now() - start < 2000);
         await assert.rejects(redlock.tryLock('down', 1000), LockUnavailableError);
       });
+
+      it('fails every call in flight on a hung node at its command timeout, and leaks no lock once the node wakes', async () => {
+        const held = await Promise.all([ 'x', 'y', 'z' ].map(name => redlock.lock(name, 60000)));
+        servers[0].pause();
+        let outcomes: PromiseSettledResult<unknown>[];
+        const guard = new AbortController();
+        try {
+          // Started at different moments, so the one time-limit timer must re-arm for each later call.
+          const calls: Array<Promise<unknown>> = [];
+          for (const lock of held) {
+            calls.push(lock.unlock());
+            await sleep(150);
+          }
+          calls.push(redlock.lock('hung', 60000, { retryCount: 0 }));
+          outcomes = await Promise.race([
+            Promise.allSettled(calls),
+            sleep(20000, null, { signal: guard.signal }).then(() => { throw new Error('a call on the hung node never settled'); }),
+          ]);
+        } finally {
+          guard.abort();
+          servers[0].resume();
+        }
+        for (const outcome of outcomes) {
+          assert.equal(outcome.status, 'rejected');
+          const err = (outcome as PromiseRejectedResult).reason;
+          assert.ok(err instanceof LockUnavailableError, String(err));
+          assert.match(err.message, /timed out after 500 ms/);
+        }
+        // A timed-out command may still run: the node now runs the queued releases, the acquisition and
+        // the release its failed attempt sent after it. Nothing is left locked.
+        await eventually(async () => assert.deepEqual(await lockKeysOn(views[0]), []));
+        assert.ok(await other.tryLock('hung', 1000), 'the timed-out attempt left nothing behind');
+        assert.equal(await held[0].unlock(), false, 'releasing again finds the key gone, and deletes nothing');
+      });
     } else {
       it('keeps working with one of three masters down', async () => {
         await servers[2].kill();
