@@ -28,29 +28,35 @@ export interface QuorumResult {
  * host that is most of the cost); its answer still lands, in order on its connection, a moment later.
  */
 function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false): Promise<NodeOutcome[]> {
-  if (stores.length === 1) return ask(stores[0]).then(...outcomeOf(stores[0])).then(outcome => [ outcome ]);
+  if (stores.length === 1) {
+    const [ store ] = stores;
+    return ask(store).then(outcome => [ answered(store, outcome) ], (err: Error) => [ failed(store, err) ]);
+  }
   return new Promise(resolve => {
     const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: 'no answer yet' }));
     const needed = quorum(stores.length);
-    let answered = 0;
+    let answeredCount = 0;
     let grants = 0;
+    const settle = (i: number, outcome: NodeOutcome) => {
+      outcomes[i] = outcome;
+      answeredCount++;
+      if (outcome.status === 'granted') grants++;
+      if ((early && grants === needed) || answeredCount === stores.length) resolve(outcomes);
+    };
     stores.forEach((store, i) => {
-      ask(store).then(...outcomeOf(store)).then(outcome => {
-        outcomes[i] = outcome;
-        answered++;
-        if (outcome.status === 'granted') grants++;
-        if ((early && grants === needed) || answered === stores.length) resolve(outcomes);
-      });
+      ask(store).then(outcome => settle(i, answered(store, outcome)), (err: Error) => settle(i, failed(store, err)));
     });
   });
 }
 
-/** The two handlers that turn a node's answer (or failure) into its NodeOutcome. */
-function outcomeOf(store: LockStore): [ (outcome: Omit<NodeOutcome, 'node'>) => NodeOutcome, (err: Error) => NodeOutcome ] {
-  return [
-    outcome => ({ node: store.node, ...outcome }),
-    err => ({ node: store.node, status: 'error', error: err.message }),
-  ];
+/** A node's answer as its NodeOutcome. */
+function answered(store: LockStore, outcome: Omit<NodeOutcome, 'node'>): NodeOutcome {
+  return { node: store.node, ...outcome };
+}
+
+/** A node that failed or did not answer in time, as its NodeOutcome. */
+function failed(store: LockStore, err: Error): NodeOutcome {
+  return { node: store.node, status: 'error', error: err.message };
 }
 
 function granted(outcomes: NodeOutcome[]): boolean {
