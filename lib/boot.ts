@@ -110,6 +110,7 @@ export async function connectRedlock(config: RedlockConfig, logger: Logger,
       `cannot boot: ${connected} of ${stores.length} Redis nodes connected, ${quorum(stores.length)} needed: ` +
       outcomes.filter(o => o.status === 'error').map(o => `${o.node} (${o.error})`).join('; '));
   }
+  await Promise.all(stores.map(store => store.detectShardedWakes()));
   logger.info('[egg-distributed-lock] %s ready: %d of %d node(s) connected (%s), quorum %d', side, connected, stores.length,
     stores.map(s => s.node).join(', '), quorum(stores.length));
   return new Redlock(stores, config, logger);

@@ -26,6 +26,14 @@ export function wakeChannel(prefix: string, clientId: string): string {
 }
 
 /**
+ * On a Cluster a release wakes a waiter by SPUBLISH, which may only name a shard channel in the slot
+ * of the key its script runs on: the client's wake channel, tagged like a companion key of `key`.
+ */
+export function shardedWakeChannel(key: string, wake: string): string {
+  return companionKey(key, `:${wake}`, true);
+}
+
+/**
  * A key that lives beside a lock key (`:fence`, `:waiters`, `:queue`, `:tickets`). In a Redis Cluster a script
  * may only touch one slot, so there it shares the lock key's hash tag, or makes the whole lock key
  * its tag when it has none; elsewhere it is simply `<key><suffix>`, under the same prefix.

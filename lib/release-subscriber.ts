@@ -1,4 +1,4 @@
-import { releaseChannel } from './keys';
+import { releaseChannel, shardedWakeChannel } from './keys';
 import { LockStore, RedisLike, whenReady } from './store';
 
 /** Called when a release wakes the waiter. */
@@ -10,18 +10,19 @@ interface Channel {
 }
 
 /**
- * One subscriber connection per Redis node, shared by every waiter of a lock client. Where releases
- * hand over (`store.handsOver`) the client listens on its one wake channel from its first wait on,
- * and each wake names the key it is for; so a later wait needs no SUBSCRIBE, and its first attempt
- * can already join the queue. On a Cluster it subscribes `<key>:released` while someone waits for
- * the key. Either way an idle client receives nothing: a wake goes to the one waiter it is for.
+ * One subscriber connection per Redis node, shared by every waiter of a lock client (`store.wakeBy`
+ * says how releases wake). By PUBLISH the client listens on its one wake channel from its first
+ * wait on, and each wake names the key it is for; so a later wait needs no SUBSCRIBE, and its first
+ * attempt can already join the queue. On a Cluster, by SPUBLISH, it subscribes its wake channel for
+ * a key's slot while someone waits for the key (wakes still name their key); by broadcast it
+ * subscribes `<key>:released`. Either way an idle client receives nothing.
  */
 export class ReleaseSubscriber {
   private connection?: Promise<RedisLike>;
   private subscriber?: RedisLike;
-  /** Subscribed channels: the wake channel (kept), or the release channels of keys waited for. */
+  /** Subscribed channels: the wake channel (kept), or the shard wake or release channels of keys waited for. */
   private readonly channels = new Map<string, Channel>();
-  /** Waiters by key, woken through the wake channel. */
+  /** Waiters by key, woken through the wake channel or the shard wake channels (each wake names its key). */
   private readonly waiters = new Map<string, Set<Listener>>();
   private listening = false;
 
@@ -44,11 +45,8 @@ export class ReleaseSubscriber {
    * caller then relies on its timer).
    */
   async watch(keys: string[], onRelease: Listener): Promise<() => void> {
-    if (!this.store.handsOver) {
-      const watches = await Promise.allSettled(keys.map(key => this.subscribe(releaseChannel(key), onRelease)));
-      const stops = watches.flatMap(w => (w.status === 'fulfilled' ? [ w.value ] : []));
-      return () => stops.forEach(stop => stop());
-    }
+    const { wakeBy } = this.store;
+    if (wakeBy === 'broadcast') return this.subscribeEach(keys.map(releaseChannel), onRelease);
     for (const key of keys) {
       const listeners = this.waiters.get(key) ?? new Set();
       this.waiters.set(key, listeners.add(onRelease));
@@ -59,6 +57,13 @@ export class ReleaseSubscriber {
         if (listeners?.delete(onRelease) && listeners.size === 0) this.waiters.delete(key);
       }
     };
+    if (wakeBy === 'spublish') {
+      const unsubscribe = await this.subscribeEach(keys.map(key => shardedWakeChannel(key, this.wakeChannel)), onRelease);
+      return () => {
+        stop();
+        unsubscribe();
+      };
+    }
     try {
       await this.subscribe(this.wakeChannel);
       this.listening = true;
@@ -69,6 +74,13 @@ export class ReleaseSubscriber {
     return stop;
   }
 
+  /** Subscribes each channel that can be, for as long as `listener` needs it. */
+  private async subscribeEach(channels: string[], listener: Listener): Promise<() => void> {
+    const watches = await Promise.allSettled(channels.map(channel => this.subscribe(channel, listener)));
+    const stops = watches.flatMap(w => (w.status === 'fulfilled' ? [ w.value ] : []));
+    return () => stops.forEach(stop => stop());
+  }
+
   /**
    * Subscribes `name` once; with a listener, until the last listener is gone (the wake channel,
    * without one, stays). Rejects when the node cannot be reached in time.
@@ -76,7 +88,7 @@ export class ReleaseSubscriber {
   private async subscribe(name: string, onMessage?: Listener): Promise<() => void> {
     let channel = this.channels.get(name);
     if (!channel) {
-      const subscribed = this.store.bounded(this.connect().then(subscriber => subscriber.subscribe(name)));
+      const subscribed = this.store.bounded(this.connect().then(subscriber => subscriber[this.sharded ? 'ssubscribe' : 'subscribe'](name)));
       channel = { listeners: new Set(), subscribed };
       this.channels.set(name, channel);
       subscribed.catch(() => this.channels.get(name) === channel && this.channels.delete(name));
@@ -94,7 +106,7 @@ export class ReleaseSubscriber {
       listeners.delete(onMessage);
       if (listeners.size > 0 || this.channels.get(name) !== channel) return;
       this.channels.delete(name);
-      this.connection?.then(subscriber => subscriber.unsubscribe(name)).catch(() => undefined);
+      this.connection?.then(subscriber => subscriber[this.sharded ? 'sunsubscribe' : 'unsubscribe'](name)).catch(() => undefined);
     };
   }
 
@@ -109,14 +121,21 @@ export class ReleaseSubscriber {
     for (const listener of listeners) listener();
   }
 
+  /** Whether the channels are shard channels (SSUBSCRIBE on the node that owns their slot). */
+  private get sharded(): boolean {
+    return this.store.wakeBy === 'spublish';
+  }
+
   private connect(): Promise<RedisLike> {
     if (!this.connection) {
-      const subscriber = this.store.client.duplicate() as RedisLike;
+      const { client } = this.store;
+      const subscriber = (this.sharded ? client.duplicate(undefined, { shardedSubscribers: true }) : client.duplicate()) as RedisLike;
       subscriber.on('error', () => undefined); // the lock's own client reports outages
       subscriber.on('message', (channel: string, message: string) => {
         if (channel === this.wakeChannel) this.wake(message);
         else for (const listener of this.channels.get(channel)?.listeners ?? []) listener();
       });
+      subscriber.on('smessage', (_channel: string, message: string) => this.wake(message));
       this.connection = whenReady(subscriber, this.timeoutMs).then(() => {
         this.subscriber = subscriber;
         return subscriber;

@@ -56,17 +56,18 @@ end
 `;
 
 /**
- * Tells the waiters of a key that it is free. With `broadcast` ('1', on a Cluster) on
- * `<key>:released` (keys.ts#releaseChannel), which all of them hear. Otherwise only the first waiter
- * in the queue still listening on its client's channel, told `<message>\n<key>`: PUBLISH counts the
- * receivers, so a waiter whose process died is dropped and the next one tried — one waiter wakes,
- * not a herd (a live client that no longer waits for the key passes the wake on: see LEAVE). On a
- * Cluster PUBLISH counts only the receivers on the node that ran it, so there a departed waiter
- * could not be told from one listening elsewhere.
+ * Tells the waiters of a key that it is free, as `wake_by` says (store.ts#WakeBy). 'broadcast' (a
+ * Cluster without sharded pub/sub): on `<key>:released` (keys.ts#releaseChannel), which all of them
+ * hear. 'publish', or 'spublish' on a Cluster: only the first waiter in the queue still listening on
+ * its client's channel, told `<message>\n<key>`. The publish counts the receivers, so a waiter whose
+ * process died is dropped and the next one tried — one waiter wakes, not a herd (a live client that no
+ * longer waits for the key passes the wake on: see LEAVE). On a Cluster only SPUBLISH counts them
+ * truly: a shard channel (in the key's slot, keys.ts#shardedWakeChannel) is subscribed on the node
+ * that owns the slot, while PUBLISH counts only the receivers connected to the node that ran it.
  */
 const ANNOUNCE_FREE = `
-local function announce_free(key, queue_key, message, broadcast)
-  if broadcast == '1' then
+local function announce_free(key, queue_key, message, wake_by)
+  if wake_by == 'broadcast' then
     redis.call('publish', key .. ':released', message)
     return
   end
@@ -74,7 +75,7 @@ local function announce_free(key, queue_key, message, broadcast)
   if redis.call('exists', queue_key) == 0 then return end
   while true do
     local head = redis.call('zrange', queue_key, 0, 0)[1]
-    if not head or redis.call('publish', head, message .. '\\n' .. key) > 0 then return end
+    if not head or redis.call(wake_by, head, message .. '\\n' .. key) > 0 then return end
     redis.call('zrem', queue_key, head)
   end
 end
@@ -112,9 +113,9 @@ return reply`;
  * with a ticket each in KEYS[3] (hash: value → "<deadline> <wake channel>"); the lock goes only to
  * the oldest live ticket, and a waiter that stops renewing its ticket (it gave up or died) drops out
  * when the deadline passes. KEYS[4] is the fencing counter, KEYS[5] the waiter queue that releases
- * wake. ARGV: value, ttl, ticket ttl, and once its client listens its wake channel and the queue
- * slack (as ACQUIRE). A waiter that finds the key free while an older one is first in line wakes
- * that one. Returns { 1, token }, or { 0, key, holder, pttl } — pttl -3 when the key is free but
+ * wake. ARGV: value, ttl, ticket ttl, how releases wake (ANNOUNCE_FREE), and once its client
+ * listens its wake channel and the queue slack (as ACQUIRE). A waiter that finds the key free while
+ * an older one is first in line wakes that one. Returns { 1, token }, or { 0, key, holder, pttl } — pttl -3 when the key is free but
  * `holder` is an older waiter, first in line.
  */
 export const ACQUIRE_FAIR = `${NEXT_FENCE}${JOIN_WAITERS}
@@ -132,7 +133,7 @@ if not holder and (not head or head == ARGV[1]) then
   redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
   redis.call('zrem', KEYS[2], ARGV[1])
   redis.call('hdel', KEYS[3], ARGV[1])
-  if ARGV[4] then redis.call('zrem', KEYS[5], ARGV[4]) end
+  if ARGV[5] then redis.call('zrem', KEYS[5], ARGV[5]) end
   return { 1, next_fence(KEYS[4], false) }
 end
 if not redis.call('zscore', KEYS[2], ARGV[1]) then
@@ -140,22 +141,22 @@ if not redis.call('zscore', KEYS[2], ARGV[1]) then
   local last = redis.call('zrange', KEYS[2], -1, -1, 'WITHSCORES')[2]
   redis.call('zadd', KEYS[2], math.max(us, (tonumber(last) or 0) + 1), ARGV[1])
 end
-redis.call('hset', KEYS[3], ARGV[1], string.format('%.0f %s', now + tonumber(ARGV[3]), ARGV[4] or ''))
+redis.call('hset', KEYS[3], ARGV[1], string.format('%.0f %s', now + tonumber(ARGV[3]), ARGV[5] or ''))
 redis.call('pexpire', KEYS[2], ARGV[3])
 redis.call('pexpire', KEYS[3], ARGV[3])
 local pttl = holder and redis.call('pttl', KEYS[1]) or 0
-if ARGV[4] then join_waiters(KEYS[5], ARGV[4], pttl, ARGV[5]) end
+if ARGV[5] then join_waiters(KEYS[5], ARGV[5], pttl, ARGV[6]) end
 if holder then return { 0, KEYS[1], holder, pttl } end
 local head_wake = string.match(redis.call('hget', KEYS[3], head), ' (.+)$')
-if head_wake then redis.call('publish', head_wake, '\\n' .. KEYS[1]) end
+if head_wake and ARGV[4] ~= 'broadcast' then redis.call(ARGV[4], head_wake, '\\n' .. KEYS[1]) end
 return { 0, KEYS[1], head, -3 }`;
 
 /**
  * A waiter that gives up leaves the queues it joined, and announces a key that is free: it may have
  * been woken for a release it will not take. A client woken for a key it no longer waits for passes
  * the wake on the same way. KEYS: n lock keys, their n waiter queues, and for a fair waiter (n = 1)
- * the fair queue and tickets; ARGV: its client's wake channel, broadcast ('1' on a Cluster), and for
- * a fair waiter its value.
+ * the fair queue and tickets; ARGV: its client's wake channel, how releases wake (ANNOUNCE_FREE),
+ * and for a fair waiter its value.
  */
 export const LEAVE = `${ANNOUNCE_FREE}
 local n = ARGV[3] and 1 or #KEYS / 2
@@ -171,7 +172,7 @@ return 1`;
 
 /**
  * Deletes the keys (KEYS: n lock keys, then their n waiter queues) that still hold our value ARGV[1],
- * and announces each (ARGV[2]: broadcast, '1' on a Cluster). Returns how many keys it deleted.
+ * and announces each (ARGV[2]: how, see ANNOUNCE_FREE). Returns how many keys it deleted.
  */
 export const RELEASE = `${ANNOUNCE_FREE}
 local n = #KEYS / 2

@@ -1,6 +1,6 @@
 import calculateSlot from 'cluster-key-slot';
 import { Deadlines } from './deadlines';
-import { companionKey } from './keys';
+import { companionKey, shardedWakeChannel } from './keys';
 import { WAITER_QUEUE_SLACK } from './timing';
 import { runScript, script, Script, ScriptName, SCRIPTS } from './scripts';
 
@@ -44,11 +44,19 @@ export type AcquireReply =
 export interface WaitingAttempt {
   /** Take the one key in arrival order (scripts.ts ACQUIRE_FAIR), renewing a ticket this long (ms). */
   fairTicketTtl?: number;
-  /** Join the keys' waiter queues under this wake channel when they are held (see `handsOver`). */
+  /** Join the keys' waiter queues under this client's wake channel when they are held (see `handsOver`). */
   wake?: string;
   /** An earlier attempt may have joined the queues: one that gets the keys leaves them. */
   queued?: boolean;
 }
+
+/**
+ * How a release wakes the waiters of a key (scripts.ts ANNOUNCE_FREE): the first queued one by
+ * PUBLISH on its client's wake channel; on a Cluster by SPUBLISH on its client's wake channel for
+ * that key's slot (Redis 7); or, on a Cluster without sharded pub/sub, every waiter of the key by
+ * broadcast.
+ */
+export type WakeBy = 'publish' | 'spublish' | 'broadcast';
 
 const LOADED = Object.fromEntries(Object.entries(SCRIPTS).map(([ name, lua ]) => [ name, script(lua) ])) as Record<ScriptName, Script>;
 
@@ -65,6 +73,8 @@ function acquireReply(reply: unknown): AcquireReply {
  */
 export class LockStore {
   private readonly deadlines: Deadlines;
+  /** How releases here wake waiters: on a Cluster 'broadcast' until `detectShardedWakes` finds SPUBLISH. */
+  wakeBy: WakeBy;
 
   constructor(
     readonly client: RedisLike,
@@ -75,6 +85,7 @@ export class LockStore {
     commandTimeout: number,
   ) {
     this.deadlines = new Deadlines(commandTimeout);
+    this.wakeBy = client.isCluster === true ? 'broadcast' : 'publish';
     // Load the scripts whenever a connection is (re)established, before anything else is sent on
     // it: an EVALSHA that meets NOSCRIPT is re-sent as EVAL *after* commands queued behind it, so
     // a release could overtake the acquisition it should undo. (A Cluster routes SCRIPT LOAD to one
@@ -104,13 +115,34 @@ export class LockStore {
     return [ key, this.companion(key, ':queue'), this.companion(key, ':tickets') ];
   }
 
-  /**
-   * Whether a release here wakes only the first queued waiter. Not on a Cluster: there PUBLISH
-   * counts only the receivers connected to the node that ran it, so the release script could not
-   * tell a departed waiter from one listening elsewhere; every waiter is woken instead.
-   */
+  /** Whether a release here wakes only the first queued waiter (not every waiter: see WakeBy). */
   get handsOver(): boolean {
-    return this.client.isCluster !== true;
+    return this.wakeBy !== 'broadcast';
+  }
+
+  /**
+   * On a Cluster, hands over by SPUBLISH when the servers know it (Redis 7) and the client can
+   * subscribe shard channels on the right nodes (ioredis 5 with `shardedSubscribers`); else keeps
+   * waking by broadcast. Run once at boot.
+   */
+  async detectShardedWakes(): Promise<void> {
+    const { client } = this;
+    if (client.isCluster !== true || client.options?.shardedSubscribers === undefined) return;
+    try {
+      const [ spublish ] = await this.bounded(client.command('INFO', 'spublish')) as unknown[];
+      if (spublish) this.wakeBy = 'spublish';
+    } catch {
+      // an old server, or none answering now: broadcast still wakes every waiter
+    }
+  }
+
+  /**
+   * The channel this client's waiters of `keys` (one slot) are woken on. By SPUBLISH it must be in
+   * their slot: the first key's shard wake channel, which the subscriber listens on (it subscribes
+   * that of every key waited for).
+   */
+  private wakeFor(keys: string[], wake: string): string {
+    return this.wakeBy === 'spublish' ? shardedWakeChannel(keys[0], wake) : wake;
   }
 
   /**
@@ -118,22 +150,23 @@ export class LockStore {
    * several independent masters) following the server clock (scripts.ts NEXT_FENCE).
    */
   acquire(keys: string[], value: string, ttl: number, waiting: WaitingAttempt = {}, fenceByClock = false): Promise<AcquireReply> {
-    const queueArgs = waiting.wake && this.handsOver ? [ waiting.wake, WAITER_QUEUE_SLACK, waiting.queued ? '1' : '0' ] : [];
+    const { wake } = waiting;
+    const queueArgs = (group: string[]) => (wake && this.handsOver ? [ this.wakeFor(group, wake), WAITER_QUEUE_SLACK, waiting.queued ? '1' : '0' ] : []);
     if (waiting.fairTicketTtl) {
       const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence'), ...this.waiterQueues(keys) ];
-      return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, ...queueArgs ]).then(acquireReply);
+      return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, this.wakeBy, ...queueArgs(keys) ]).then(acquireReply);
     }
-    const args = [ value, ttl, fenceByClock ? '1' : '0', ...queueArgs ];
+    const args = (group: string[]) => [ value, ttl, fenceByClock ? '1' : '0', ...queueArgs(group) ];
     const groups = this.slotGroups(keys);
-    if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args).then(acquireReply);
+    if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args(keys)).then(acquireReply);
     return this.acquireGroups(groups, keys, value, args);
   }
 
   /** A Cluster lock over several slots is taken group by group; the groups already taken are undone on failure. */
-  private async acquireGroups(groups: string[][], keys: string[], value: string, args: Array<string | number>): Promise<AcquireReply> {
+  private async acquireGroups(groups: string[][], keys: string[], value: string, args: (group: string[]) => Array<string | number>): Promise<AcquireReply> {
     const tokens = new Map<string, number>();
     for (const [ i, group ] of groups.entries()) {
-      const reply = acquireReply(await this.run('ACQUIRE', this.acquireKeys(group), args));
+      const reply = acquireReply(await this.run('ACQUIRE', this.acquireKeys(group), args(group)));
       if (!reply.granted) {
         if (i > 0) await this.release(groups.slice(0, i).flat(), value);
         return reply;
@@ -148,20 +181,15 @@ export class LockStore {
     return [ ...keys, ...keys.map(key => this.companion(key, ':fence')), ...this.waiterQueues(keys) ];
   }
 
-  /** RELEASE's and LEAVE's ARGV[2]: wake waiters by broadcast (on a Cluster) or by queue. */
-  private get broadcast(): string {
-    return this.handsOver ? '0' : '1';
-  }
-
   /** A waiter that gives up leaves the queues it joined (and announces a key it finds free). */
   async leaveQueues(keys: string[], value: string, waiting: WaitingAttempt): Promise<void> {
     const wake = waiting.wake ?? '';
     if (waiting.fairTicketTtl) {
       const [ key, queue, tickets ] = this.fairQueueKeys(keys[0]);
-      await this.run('LEAVE', [ key, ...this.waiterQueues([ key ]), queue, tickets ], [ wake, this.broadcast, value ]);
+      await this.run('LEAVE', [ key, ...this.waiterQueues([ key ]), queue, tickets ], [ this.wakeFor(keys, wake), this.wakeBy, value ]);
       return;
     }
-    for (const group of this.slotGroups(keys)) await this.run('LEAVE', [ ...group, ...this.waiterQueues(group) ], [ wake, this.broadcast ]);
+    for (const group of this.slotGroups(keys)) await this.run('LEAVE', [ ...group, ...this.waiterQueues(group) ], [ this.wakeFor(group, wake), this.wakeBy ]);
   }
 
   /** How many of `keys` still held `value` and were deleted. */
@@ -171,7 +199,7 @@ export class LockStore {
   }
 
   private releaseGroup(keys: string[], value: string): Promise<number> {
-    return this.run('RELEASE', [ ...keys, ...this.waiterQueues(keys) ], [ value, this.broadcast ]).then(Number);
+    return this.run('RELEASE', [ ...keys, ...this.waiterQueues(keys) ], [ value, this.wakeBy ]).then(Number);
   }
 
   /** A Cluster lock over several slots is released group by group. */

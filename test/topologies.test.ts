@@ -7,9 +7,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import calculateSlot from 'cluster-key-slot';
 import Redis, { Cluster } from 'ioredis';
 import { connectRedlock } from '../lib/boot';
-import { defaultConfig } from '../lib/config';
+import { defaultConfig, RedlockConfig } from '../lib/config';
+import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
-import { MemoryLogger } from './support/clients';
+import { MemoryLogger, scriptCalls } from './support/clients';
 import { killAll, RedisServer } from './support/redis-server';
 
 /**
@@ -54,6 +55,8 @@ function behavesAsOneNode(redlock: () => Redlock, other: () => Redlock) {
 describe('Redis Cluster as one logical node', function() {
   this.timeout(60000);
   let nodes: RedisServer[] = [];
+  let views: Redis[] = [];
+  let config: RedlockConfig;
   let a: Redlock;
   let b: Redlock;
 
@@ -63,16 +66,63 @@ describe('Redis Cluster as one logical node', function() {
       '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${i}.conf`), '--dir', dir,
     ])));
     execFileSync('redis-cli', [ '--cluster', 'create', ...nodes.map(n => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes' ], { stdio: 'ignore' });
-    const view = new Redis({ port: nodes[0].port });
-    while (!(await view.cluster('INFO') as string).includes('cluster_state:ok')) await sleep(100);
-    view.disconnect();
-    const config = { ...defaultConfig, connectTimeout: 5000, cluster: { nodes: [{ host: '127.0.0.1', port: nodes[0].port }] } };
+    views = nodes.map(n => new Redis({ port: n.port }));
+    while (!(await views[0].cluster('INFO') as string).includes('cluster_state:ok')) await sleep(100);
+    config = { ...defaultConfig, connectTimeout: 5000, cluster: { nodes: [{ host: '127.0.0.1', port: nodes[0].port }] } };
     [ a, b ] = await Promise.all([ connectRedlock(config, new MemoryLogger()), connectRedlock(config, new MemoryLogger()) ]);
   });
   after(async () => {
     await a?.close();
     await b?.close();
+    views.forEach(v => v.disconnect());
     await killAll(nodes);
+  });
+
+  /** Lock scripts run so far, on every node of the Cluster. */
+  async function clusterScriptCalls(): Promise<number> {
+    const calls = await Promise.all(views.map(scriptCalls));
+    return calls.reduce((sum, n) => sum + n, 0);
+  }
+
+  it('hands a released lock to the first queued waiter only, by SPUBLISH in the key\'s slot: one attempt per release', async () => {
+    assert.equal(a.stores[0].wakeBy, 'spublish');
+    const others = await Promise.all([ 1, 2 ].map(() => connectRedlock(config, new MemoryLogger())));
+    const queue = a.stores[0].client as unknown as Cluster;
+    try {
+      let held = await a.lock('chain', 20000);
+      const waiting: Array<Promise<Lock>> = [];
+      for (const [ i, client ] of [ b, ...others ].entries()) {
+        waiting.push(client.lock('chain', 20000, { waitTimeout: 30000 }));
+        while (await queue.zcard('{JOB_LOCKER_chain}:waiters') < i + 1) await sleep(5);
+      }
+      for (const [ i, next ] of waiting.entries()) {
+        const before = await clusterScriptCalls();
+        await held.unlock();
+        held = await next;
+        await sleep(300); // room for any other waiter to have been woken and tried
+        assert.equal(await clusterScriptCalls() - before, 2, `handoff ${i}: the release and the woken waiter's attempt only`);
+      }
+      await held.unlock();
+      assert.equal(await queue.exists('{JOB_LOCKER_chain}:waiters'), 0, 'no queue is left behind');
+    } finally {
+      await Promise.all(others.map(o => o.close()));
+    }
+  });
+
+  it('without sharded pub/sub (a Redis 6 Cluster) still wakes waiters, by broadcast on the key\'s release channel', async () => {
+    const [ holder, waiter ] = await Promise.all([ 1, 2 ].map(() => connectRedlock(config, new MemoryLogger())));
+    try {
+      for (const client of [ holder, waiter ]) client.stores[0].wakeBy = 'broadcast'; // what detectShardedWakes leaves on Redis 6
+      const held = await holder.lock('old-cluster', 20000);
+      const waiting = waiter.lock('old-cluster', 1000, { waitTimeout: 10000 });
+      await sleep(300);
+      const releasedAt = Date.now();
+      await held.unlock();
+      await (await waiting).unlock();
+      assert.ok(Date.now() - releasedAt < 5000, 'not the 20 s lease');
+    } finally {
+      await Promise.all([ holder.close(), waiter.close() ]);
+    }
   });
 
   it('spreads the test names over several slots (so multi-slot locks are really exercised)', () => {

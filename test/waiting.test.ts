@@ -4,14 +4,8 @@ import type Redis from 'ioredis';
 import { LockBusyError, LockUnavailableError } from '../lib/errors';
 import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
-import { eventually, inspect, redlockOn } from './support/clients';
+import { eventually, inspect, redlockOn, scriptCalls } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
-
-/** How many lock scripts (EVAL/EVALSHA) the server has run so far (not counting NOSCRIPT misses). */
-async function scriptCalls(view: Redis): Promise<number> {
-  const stats = await view.info('commandstats');
-  return [ ...stats.matchAll(/cmdstat_eval(?:sha)?:calls=(\d+),.*failed_calls=(\d+)/g) ].reduce((sum, m) => sum + Number(m[1]) - Number(m[2]), 0);
-}
 
 describe('waiting, singleflight and reentrancy', () => {
   let servers: RedisServer[];

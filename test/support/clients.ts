@@ -51,3 +51,9 @@ export async function eventually(check: () => Promise<void>, ms = 2000): Promise
     }
   }
 }
+
+/** How many lock scripts (EVAL/EVALSHA) a server has run so far (not counting NOSCRIPT misses). */
+export async function scriptCalls(view: Redis): Promise<number> {
+  const stats = await view.info('commandstats');
+  return [ ...stats.matchAll(/cmdstat_eval(?:sha)?:calls=(\d+),.*failed_calls=(\d+)/g) ].reduce((sum, m) => sum + Number(m[1]) - Number(m[2]), 0);
+}
