@@ -115,8 +115,8 @@ return reply`;
  * when the deadline passes. KEYS[4] is the fencing counter, KEYS[5] the waiter queue that releases
  * wake. ARGV: value, ttl, ticket ttl, how releases wake (ANNOUNCE_FREE), and once its client
  * listens its wake channel and the queue slack (as ACQUIRE). A waiter that finds the key free while
- * an older one is first in line wakes that one. Returns { 1, token }, or { 0, key, holder, pttl } — pttl -3 when the key is free but
- * `holder` is an older waiter, first in line.
+ * an older one is first in line wakes that one. Returns { 1, token }, or { 0, key, holder, pttl } —
+ * pttl -3 when the key is free but `holder` is an older waiter, first in line.
  */
 export const ACQUIRE_FAIR = `${NEXT_FENCE}${JOIN_WAITERS}
 local us = now_us()

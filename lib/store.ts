@@ -142,7 +142,7 @@ export class LockStore {
    * that of every key waited for).
    */
   private wakeFor(keys: string[], wake: string): string {
-    return this.wakeBy === 'spublish' ? shardedWakeChannel(keys[0], wake) : wake;
+    return this.wakeBy === 'spublish' && wake ? shardedWakeChannel(keys[0], wake) : wake;
   }
 
   /**
