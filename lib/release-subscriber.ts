@@ -41,8 +41,9 @@ export class ReleaseSubscriber {
 
   /**
    * Calls `onRelease` whenever one of `keys` is released for this waiter, from the moment this
-   * resolves until the returned function is called. Rejects when the node cannot be reached (the
-   * caller then relies on its timer).
+   * resolves until the returned function is called. Rejects when the client's wake channel cannot be
+   * subscribed; per-key channels (on a Cluster) that cannot be are skipped. Either way the caller
+   * then relies on its timer.
    */
   async watch(keys: string[], onRelease: Listener): Promise<() => void> {
     const { wakeBy } = this.store;
