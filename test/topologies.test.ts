@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,7 +10,7 @@ import { defaultConfig, RedlockConfig } from '../lib/config';
 import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
 import { MemoryLogger, scriptCalls } from './support/clients';
-import { killAll, RedisServer } from './support/redis-server';
+import { killAll, RedisServer, startRedisCluster } from './support/redis-server';
 
 /**
  * Exercised on each topology: exclusion, multi-name, fencing, waking a waiter (by hand-over on
@@ -61,13 +60,8 @@ describe('Redis Cluster as one logical node', function() {
   let b: Redlock;
 
   before(async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'redlock-cluster-'));
-    nodes = await Promise.all([ 0, 1, 2 ].map(i => RedisServer.start([
-      '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${i}.conf`), '--dir', dir,
-    ])));
-    execFileSync('redis-cli', [ '--cluster', 'create', ...nodes.map(n => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes' ], { stdio: 'ignore' });
+    nodes = await startRedisCluster(3);
     views = nodes.map(n => new Redis({ port: n.port }));
-    while (!(await views[0].cluster('INFO') as string).includes('cluster_state:ok')) await sleep(100);
     config = { ...defaultConfig, connectTimeout: 5000, cluster: { nodes: [{ host: '127.0.0.1', port: nodes[0].port }] } };
     [ a, b ] = await Promise.all([ connectRedlock(config, new MemoryLogger()), connectRedlock(config, new MemoryLogger()) ]);
   });

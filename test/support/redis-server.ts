@@ -1,5 +1,9 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A free TCP port on loopback, as the OS hands one out. */
 export function freePort(): Promise<number> {
@@ -107,4 +111,22 @@ export function startRedisServers(n: number, extraArgs: string[] = []): Promise<
 
 export async function killAll(servers: RedisServer[]): Promise<void> {
   await Promise.all(servers.map(s => s.kill()));
+}
+
+/**
+ * A real Redis Cluster of `n` masters (no replicas) on free ports, slots spread by `redis-cli
+ * --cluster create`; resolves once the cluster says it is ok.
+ */
+export async function startRedisCluster(n = 3): Promise<RedisServer[]> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'redlock-cluster-'));
+  const nodes = await Promise.all(Array.from({ length: n }, (_, i) => RedisServer.start([
+    '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${i}.conf`), '--dir', dir,
+  ])));
+  execFileSync('redis-cli', [ '--cluster', 'create', ...nodes.map(node => `127.0.0.1:${node.port}`), '--cluster-replicas', '0', '--cluster-yes' ], { stdio: 'ignore' });
+  const deadline = Date.now() + 10000;
+  while (!execFileSync('redis-cli', [ '-p', String(nodes[0].port), 'cluster', 'info' ], { encoding: 'utf8' }).includes('cluster_state:ok')) {
+    if (Date.now() > deadline) throw new Error('the Redis Cluster did not reach cluster_state:ok in 10 s');
+    await sleep(100);
+  }
+  return nodes;
 }
