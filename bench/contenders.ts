@@ -14,6 +14,7 @@ import { defaultConfig } from '../lib/config';
 import { newLockValue } from '../lib/keys';
 import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
+import type { WakeBy } from '../lib/store';
 import { connectAll, quitAll } from './connections';
 import type { QuietLogger } from './quiet-logger';
 
@@ -114,19 +115,42 @@ export function plugin(logger: QuietLogger): Contender {
   return {
     label: `egg-distributed-lock ${versionOf('..')} (this plugin)`,
     isPlugin: true,
-    async connect(ports) {
-      const redlock = await connectPlugin(ports, logger);
-      const hold = (lock: Lock): Held => ({
-        release: async () => {
-          if (!await lock.unlock()) throw new Error(`${lock.key} had expired or been taken before release`);
-        },
-      });
-      return {
-        acquire: async name => hold(await redlock.lock(name, LOCK_TTL)),
-        // retryCount -1: no attempt limit, so only waitTimeout bounds the wait; delay/jitter stay default.
-        acquireWaiting: async name => hold(await redlock.lock(name, LOCK_TTL, { retryCount: -1, waitTimeout: WAIT_BOUND })),
-        close: () => redlock.close(),
-      };
+    connect: async ports => pluginClient(await connectPlugin(ports, logger)),
+  };
+}
+
+/** A lock client of this plugin behind the bench's interface. */
+export function pluginClient(redlock: Redlock): LockClient {
+  const hold = (lock: Lock): Held => ({
+    release: async () => {
+      if (!await lock.unlock()) throw new Error(`${lock.key} had expired or been taken before release`);
+    },
+  });
+  return {
+    acquire: async name => hold(await redlock.lock(name, LOCK_TTL)),
+    // retryCount -1: no attempt limit, so only waitTimeout bounds the wait; delay/jitter stay default.
+    acquireWaiting: async name => hold(await redlock.lock(name, LOCK_TTL, { retryCount: -1, waitTimeout: WAIT_BOUND })),
+    close: () => redlock.close(),
+  };
+}
+
+/**
+ * The plugin on a Redis Cluster (any node's port finds the rest), its waiters woken as `wakeBy` says:
+ * 'spublish' is what it detects on Redis 7; 'broadcast' is forced, as a Redis 6 Cluster would leave it.
+ */
+export function pluginOnCluster(logger: QuietLogger, wakeBy: WakeBy): Contender {
+  return {
+    label: `egg-distributed-lock ${versionOf('..')} (this plugin) on a Redis Cluster, waking by ${wakeBy}`,
+    isPlugin: true,
+    async connect([ port ]) {
+      const redlock = await connectRedlock({ ...defaultConfig, cluster: { nodes: [{ host: '127.0.0.1', port }] } }, logger);
+      const [ store ] = redlock.stores;
+      if (wakeBy === 'spublish' && store.wakeBy !== 'spublish') {
+        await redlock.close();
+        throw new Error(`this Redis Cluster has no sharded pub/sub (the plugin chose ${store.wakeBy})`);
+      }
+      store.wakeBy = wakeBy;
+      return pluginClient(redlock);
     },
   };
 }

@@ -6,6 +6,7 @@ import type { ScheduleOverheadResult } from './schedule-overhead';
 import type { UncontendedResult } from './uncontended';
 import type { FairnessResult } from './fairness';
 import type { WaitingResult } from './waiting-commands';
+import type { WakeBy } from '../lib/store';
 
 /** A measurement, or why it could not be taken. */
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -30,6 +31,14 @@ export interface TopologyResults {
   schedule?: Outcome<ScheduleOverheadResult>;
   /** This plugin with fair: true (one logical node only). */
   fairness?: Outcome<FairnessResult>;
+}
+
+/** This plugin's waiting on a Redis Cluster, with releases waking waiters one way (run.ts#benchCluster). */
+export interface ClusterResults {
+  wakeBy: WakeBy;
+  handoffOne: Outcome<HandoffResult>;
+  handoffMany: Outcome<HandoffResult>;
+  waiting: Outcome<WaitingResult>;
 }
 
 export interface RunInfo {
@@ -82,7 +91,7 @@ function byLabel(topology: TopologyResults, label: string): LibraryResults | und
   return topology.libraries.find(l => l.label === label);
 }
 
-export function renderReport(info: RunInfo, topologies: TopologyResults[], targets: Targets, problems: string[]): string {
+export function renderReport(info: RunInfo, topologies: TopologyResults[], cluster: Outcome<ClusterResults[]>, targets: Targets, problems: string[]): string {
   const [ single, multi ] = topologies;
   const labels = single.libraries.map(l => l.label);
   const lockLabels = single.libraries.filter(l => !l.isReference).map(l => l.label);
@@ -193,6 +202,8 @@ export function renderReport(info: RunInfo, topologies: TopologyResults[], targe
       'releases, and records the last run (`SET`).', '');
   }
 
+  out.push(...renderCluster(cluster, plan), '');
+
   out.push(...renderTargets(topologies, targets, plan.waitingWaiters), '');
 
   if (problems.length) {
@@ -203,6 +214,32 @@ export function renderReport(info: RunInfo, topologies: TopologyResults[], targe
     out.push('');
   }
   return out.join('\n');
+}
+
+function renderCluster(cluster: Outcome<ClusterResults[]>, plan: RunInfo['plan']): string[] {
+  const out = [ '## 6. This plugin on a Redis Cluster (3 masters, one logical node)', '' ];
+  if (!cluster.ok) return [ ...out, `Not measured: ${cluster.error}` ];
+  const how: Record<WakeBy, string> = {
+    spublish: 'SPUBLISH to the first queued waiter (Redis 7)',
+    broadcast: 'broadcast to every waiter (a Redis 6 Cluster)',
+    publish: 'PUBLISH to the first queued waiter',
+  };
+  const both = (c: CommandCount) => `${dec(c.sent)} / ${dec(c.all)}`;
+  out.push(table(
+    [ 'A release wakes waiters by', '1 waiter p50 ms', '1 waiter p99 ms', `${plan.handoffWaiters} waiters p50 ms`, `${plan.handoffWaiters} waiters p99 ms`,
+      'commands/s, 2nd half of the hold', 'per waiter per release, at the releases' ],
+    [ 'l', 'r', 'r', 'r', 'r', 'r', 'r' ],
+    cluster.value.map(c => [ how[c.wakeBy],
+      cell(c.handoffOne, h => ms(h.p50Ms)), cell(c.handoffOne, h => ms(h.p99Ms)),
+      cell(c.handoffMany, h => ms(h.p50Ms)), cell(c.handoffMany, h => ms(h.p99Ms)),
+      cell(c.waiting, w => `${int(w.steadyPerSec.sent)} / ${int(w.steadyPerSec.all)}`), cell(c.waiting, w => both(w.atReleasePerWaiter)) ]),
+  ), '');
+  out.push('The same handoffs and counts as sections 3 and 4 (client-sent / all, summed over the Cluster\'s masters), ' +
+    'for this plugin only. On a Cluster PUBLISH counts only the listeners on the node that ran it, so a release ' +
+    'cannot tell a live waiter from a departed one by PUBLISH; the plugin hands over by SPUBLISH on a shard channel ' +
+    'in the key\'s slot where the servers have it, and otherwise wakes every waiter of the key. The broadcast row ' +
+    'is that fallback, forced on the same Redis 7 Cluster.');
+  return out;
 }
 
 function renderTargets(topologies: TopologyResults[], targets: Targets, waiters: number): string[] {

@@ -12,16 +12,16 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { defaultConfig } from '../lib/config';
-import { startRedisServers } from '../test/support/redis-server';
+import { startRedisCluster, startRedisServers } from '../test/support/redis-server';
 import { CommandCounter } from './command-count';
 import {
-  connectPlugin, Contender, LockClient, LOCK_TTL, nodeRedlock4, nodeRedlock5, ownerCheckedFloor, plugin, rawFloor, redisSemaphore, versionOf, WAIT_BOUND,
+  connectPlugin, Contender, LockClient, LOCK_TTL, nodeRedlock4, nodeRedlock5, ownerCheckedFloor, plugin, pluginOnCluster, rawFloor, redisSemaphore, versionOf, WAIT_BOUND,
 } from './contenders';
 import { measureFairness } from './fairness';
 import { measureHandoff } from './handoff';
 import { measureParallel } from './parallel';
 import { QuietLogger } from './quiet-logger';
-import { LibraryResults, Outcome, renderReport, RunInfo, Targets, TopologyResults } from './report';
+import { ClusterResults, LibraryResults, Outcome, renderReport, RunInfo, Targets, TopologyResults } from './report';
 import { Resources } from './resources';
 import { ServerCpu } from './server-cpu';
 import { measureScheduleOverhead } from './schedule-overhead';
@@ -105,24 +105,9 @@ async function benchTopology(topology: Topology, libraries: Contender[], resourc
   });
 
   for (const [ i, library ] of libraries.entries()) {
-    const result = resultOf(library);
-    const pool = pools[i];
-    const name = `bench-${i}`;
-    step(`${library.label}: handoff, 1 waiter`);
-    result.handoffOne = await attempt('handoff (1 waiter)', () => measureHandoff(pool, PLAN.handoffOne, name));
-    step(`${library.label}: handoff, chain of ${PLAN.handoffMany.waiters} waiters`);
-    result.handoffMany = await attempt('handoff (chain)', () => measureHandoff(pool, PLAN.handoffMany, name));
-    step(`${library.label}: commands while ${PLAN.waiting.waiters} clients wait`);
-    result.waiting = await attempt('commands while waiting', async () => {
-      const counter = resources.track(await CommandCounter.start(ports));
-      try {
-        return await measureWaitingCommands(pool, counter, PLAN.waiting, name);
-      } finally {
-        await resources.close(counter);
-      }
-    });
-    const overlaps = [ result.handoffOne, result.handoffMany ].reduce((n, h) => n + (h.ok ? h.value.overlaps : 0), 0);
-    if (overlaps) problems.push(`${library.label} on ${topology.label}: during the handoffs, a client got the lock while another held it (${overlaps} times)`);
+    const waits = await measureWaits(pools[i], ports, `bench-${i}`, resources, message => step(`${library.label}: ${message}`));
+    Object.assign(resultOf(library), waits);
+    checkOverlaps(waits, `${library.label} on ${topology.label}`, problems);
   }
   await resources.close(...pools.flat());
 
@@ -148,6 +133,50 @@ async function benchTopology(topology: Topology, libraries: Contender[], resourc
     });
   }
   return { label: topology.label, nodes: ports.length, libraries: results, schedule, fairness };
+}
+
+type Waits = Required<Pick<LibraryResults, 'handoffOne' | 'handoffMany' | 'waiting'>>;
+
+/** The handoffs (one waiter, a chain) and what waiting costs the servers, with one pool of clients of a library. */
+async function measureWaits(pool: LockClient[], ports: number[], name: string, resources: Resources, step: (message: string) => void): Promise<Waits> {
+  step('handoff, 1 waiter');
+  const handoffOne = await attempt('handoff (1 waiter)', () => measureHandoff(pool, PLAN.handoffOne, name));
+  step(`handoff, chain of ${PLAN.handoffMany.waiters} waiters`);
+  const handoffMany = await attempt('handoff (chain)', () => measureHandoff(pool, PLAN.handoffMany, name));
+  step(`commands while ${PLAN.waiting.waiters} clients wait`);
+  const waiting = await attempt('commands while waiting', async () => {
+    const counter = resources.track(await CommandCounter.start(ports));
+    try {
+      return await measureWaitingCommands(pool, counter, PLAN.waiting, name);
+    } finally {
+      await resources.close(counter);
+    }
+  });
+  return { handoffOne, handoffMany, waiting };
+}
+
+function checkOverlaps({ handoffOne, handoffMany }: Waits, where: string, problems: string[]): void {
+  const overlaps = [ handoffOne, handoffMany ].reduce((n, h) => n + (h.ok ? h.value.overlaps : 0), 0);
+  if (overlaps) problems.push(`${where}: during the handoffs, a client got the lock while another held it (${overlaps} times)`);
+}
+
+/**
+ * This plugin on a Redis Cluster (no peer: they take independent masters or one node), both ways a
+ * release can wake waiters there: SPUBLISH to the first queued waiter, which the plugin detects on
+ * Redis 7, and the broadcast to every waiter that a Redis 6 Cluster falls back to (forced here).
+ */
+async function benchCluster(ports: number[], resources: Resources, logger: QuietLogger, problems: string[]): Promise<ClusterResults[]> {
+  const results: ClusterResults[] = [];
+  for (const wakeBy of [ 'spublish', 'broadcast' ] as const) {
+    const step = (message: string) => progress(`Cluster, woken by ${wakeBy}: ${message}`);
+    step(`connecting ${PLAN.handoffMany.waiters + 1} clients`);
+    const pool = await connectClients(resources, pluginOnCluster(logger, wakeBy), ports, PLAN.handoffMany.waiters + 1);
+    const waits = await measureWaits(pool, ports, `bench-cluster-${wakeBy}`, resources, step);
+    await resources.close(...pool);
+    checkOverlaps(waits, `this plugin on the Cluster (${wakeBy})`, problems);
+    results.push({ wakeBy, ...waits });
+  }
+  return results;
 }
 
 function redisVersion(): string {
@@ -221,7 +250,14 @@ async function main(resources: Resources): Promise<void> {
   const results: TopologyResults[] = [];
   for (const topology of topologies) results.push(await benchTopology(topology, libraries, resources, logger, problems));
 
-  const markdown = renderReport(info, results, TARGETS, [ ...problems, ...logger.problems ]);
+  progress('starting a Redis Cluster of 3 masters');
+  const cluster = await attempt('Redis Cluster', async () => {
+    const nodes = await startRedisCluster(3);
+    for (const node of nodes) resources.trackLast({ close: () => node.kill() });
+    return benchCluster(nodes.map(node => node.port), resources, logger, problems);
+  });
+
+  const markdown = renderReport(info, results, cluster, TARGETS, [ ...problems, ...logger.problems ]);
   const file = path.join(__dirname, 'results.md');
   writeFileSync(file, `${markdown}\n`);
   console.log(markdown);
