@@ -1,6 +1,7 @@
 /**
  * npm run bench: this plugin against node-redlock 4, node-redlock 5 and redis-semaphore, side by side,
- * on its own Redis servers (1 node, and 3 independent masters; never 6379). Prints markdown to stdout
+ * on its own Redis servers (1 node, and 3 independent masters; never 6379), then this plugin alone on a
+ * Redis Cluster of 3 masters. Prints markdown to stdout
  * (progress goes to stderr) and writes the same to bench/results.md.
  *
  *   node --require ts-node/register/transpile-only bench/run.ts [--quick]
@@ -212,8 +213,8 @@ function runInfo(): RunInfo {
         `to ~${WAIT_BOUND / 1000} s, so a long queue does not give up (this plugin: retryCount -1 + waitTimeout; ` +
         'node-redlock: retryCount; redis-semaphore: acquireTimeout).',
       `Lease ${LOCK_TTL / 1000} s. Every client has its own Redis connections, as a separate process would. ` +
-        '1 node = one redis-server; 3 masters = three independent redis-servers (Redlock quorum 2), all on loopback, ' +
-        'sharing the machine with the bench.',
+        '1 node = one redis-server; 3 masters = three independent redis-servers (Redlock quorum 2); the Cluster = three ' +
+        'more in cluster mode (section 6); all on loopback, sharing the machine with the bench.',
       ...(QUICK ? [ '**--quick run: too few operations for these numbers to mean much.**' ] : []),
     ],
     plan: {
