@@ -73,7 +73,11 @@ function acquireReply(reply: unknown): AcquireReply {
  */
 export class LockStore {
   private readonly deadlines: Deadlines;
-  /** How releases here wake waiters: on a Cluster 'broadcast' until `detectShardedWakes` finds SPUBLISH. */
+  /**
+   * How releases here wake waiters: on a Cluster 'broadcast' until `detectShardedWakes` finds SPUBLISH.
+   * Writable so that tests and the bench can run the Redis 6 fallback on a Redis 7 Cluster; every
+   * client of one Cluster must wake the same way.
+   */
   wakeBy: WakeBy;
 
   constructor(
