@@ -103,6 +103,19 @@ describe('Redis Cluster as one logical node', function() {
     }
   });
 
+  it('wakes a waiter for names in several slots, two of them sharing one (each slot\'s wakes on its own shard channel)', async () => {
+    const names = [ 'spread:a', 'spread:b', '{spread}:1', '{spread}:2' ];
+    assert.equal(new Set(names.map(n => calculateSlot(`JOB_LOCKER_${n}`))).size, 3);
+    // Not the first name, nor the first of its slot: the waiter queues for them under other slots' and names' channels.
+    const held = await a.lock([ 'spread:b', '{spread}:2' ], 20000);
+    const waiting = b.lock(names, 20000, { waitTimeout: 10000 });
+    await sleep(300);
+    const releasedAt = Date.now();
+    await held.unlock();
+    await (await waiting).unlock();
+    assert.ok(Date.now() - releasedAt < 5000, 'woken by the release, not by the 20 s lease');
+  });
+
   it('without sharded pub/sub (a Redis 6 Cluster) still wakes waiters, by broadcast on the key\'s release channel', async () => {
     const [ holder, waiter ] = await Promise.all([ 1, 2 ].map(() => connectRedlock(config, new MemoryLogger())));
     try {
