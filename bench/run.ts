@@ -162,7 +162,7 @@ function checkOverlaps({ handoffOne, handoffMany }: Waits, where: string, proble
 }
 
 /**
- * This plugin on a Redis Cluster (no peer: they take independent masters or one node), both ways a
+ * This plugin alone on a Redis Cluster (the peers are compared on 1 node and 3 masters), both ways a
  * release can wake waiters there: SPUBLISH to the first queued waiter, which the plugin detects on
  * Redis 7, and the broadcast to every waiter that a Redis 6 Cluster falls back to (forced here).
  */
