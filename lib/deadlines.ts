@@ -1,3 +1,5 @@
+import { Alarm } from './alarm';
+
 /** A call still waiting for its answer, and how to fail it; linked to the other calls in flight. */
 interface Pending {
   due: number;
@@ -7,16 +9,15 @@ interface Pending {
 }
 
 /**
- * Time limits for the Redis calls of one store, kept by one timer. A timer per call would cost more
+ * Time limits for the Redis calls of one store, kept by one Alarm. A timer per call would cost more
  * than the call's own JavaScript: when calls run one after another, each start and end makes Node
- * create and drop a timer list. Here the timer is set for the oldest call in flight and left running
+ * create and drop a timer list. Here the alarm is set for the oldest call in flight and left running
  * when calls end, so a client that locks in a loop sets about one timer per limit period. The calls
  * in flight are a linked list, so adding and removing one allocates nothing beyond the call itself.
  */
 export class Deadlines {
   private first?: Pending;
-  private timer?: NodeJS.Timeout;
-  private timerAt = Infinity;
+  private readonly alarm = new Alarm(() => this.expire());
 
   constructor(private readonly ms: number) {}
 
@@ -26,7 +27,7 @@ export class Deadlines {
       const call: Pending = { due: Date.now() + this.ms, reject, prev: undefined, next: this.first };
       if (this.first) this.first.prev = call;
       this.first = call;
-      if (this.timerAt === Infinity) this.arm(call.due);
+      this.alarm.setBy(call.due);
       reply.then(
         value => { this.remove(call); resolve(value); },
         (err: Error) => { this.remove(call); reject(err); },
@@ -42,15 +43,8 @@ export class Deadlines {
     call.prev = call.next = undefined;
   }
 
-  private arm(at: number): void {
-    this.timerAt = at;
-    this.timer = setTimeout(() => this.expire(), at - Date.now());
-    this.timer.unref(); // a pending Redis call keeps the process alive through its socket, not through this
-  }
-
   /** Fails the calls that are due, and waits for the next one that is not. */
   private expire(): void {
-    this.timerAt = Infinity;
     const now = Date.now();
     let next = Infinity;
     for (let call = this.first; call;) {
@@ -63,6 +57,6 @@ export class Deadlines {
       }
       call = after;
     }
-    if (next < Infinity) this.arm(next);
+    if (next < Infinity) this.alarm.setBy(next);
   }
 }

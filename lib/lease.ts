@@ -1,3 +1,4 @@
+import { Alarm } from './alarm';
 import { LockLostError } from './errors';
 import type { Lock } from './lock';
 import { extensionDue } from './timing';
@@ -52,11 +53,7 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
  * extensions (the timer re-arms while time is left). Returns a function that cancels it.
  */
 function whenLeaseEnds(lock: Lock, onEnd: () => void): () => void {
-  let timer: NodeJS.Timeout;
-  const arm = () => {
-    timer = setTimeout(() => (lock.remainingMs > 0 ? arm() : onEnd()), lock.remainingMs);
-    timer.unref();
-  };
-  arm();
-  return () => clearTimeout(timer);
+  const alarm: Alarm = new Alarm(() => (lock.remainingMs > 0 ? alarm.setBy(lock.expiration) : onEnd()));
+  alarm.setBy(lock.expiration);
+  return () => alarm.cancel();
 }

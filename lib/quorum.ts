@@ -6,7 +6,7 @@ import { leaseEnd, quorum } from './timing';
 /**
  * The Redlock algorithm over N logical nodes as plain functions: ask every node at once, count the
  * nodes that granted, and trust the result only with a quorum inside the lease's validity time.
- * With one node the quorum is that node and the same code has no extra cost.
+ * With one node the quorum is that node, asked without the fan-out (askEveryNode).
  */
 
 export interface QuorumResult {

@@ -1,6 +1,7 @@
 import { checkCount, checkFunction, checkNames, checkOptions, checkTtl } from './arguments';
 import type { Logger } from './boot';
 import type { RedlockConfig } from './config';
+import { Alarm } from './alarm';
 import { Doorbell } from './doorbell';
 import { LockBusyError, LockError, LockUnavailableError, NodeOutcome } from './errors';
 import { lockKey, newLockValue, OWNER, wakeChannel } from './keys';
@@ -48,9 +49,11 @@ interface WaitPlan {
 export class Redlock implements LockOwner {
   /** Locks this process holds, each with the function that gives its turn in the local queue back. */
   private readonly held = new Map<Lock, LeaveQueue>();
-  /** One timer for every held lock: it forgets those whose lease ran out (see `sweepBy`). */
-  private sweeper?: NodeJS.Timeout;
-  private sweepAt = Infinity;
+  /**
+   * One alarm for every held lock: it forgets those whose lease ran out. Not cancelled on release, so
+   * a client that locks and unlocks in a loop arms one timer per lease, not one per lock.
+   */
+  private readonly sweeper = new Alarm(() => this.sweep());
   private readonly queue = new LocalQueue();
   private readonly subscribers: ReleaseSubscriber[];
   /** Where this client hears the releases it waits for (keys.ts#wakeChannel). */
@@ -146,8 +149,8 @@ export class Redlock implements LockOwner {
 
   /**
    * The Redis side of `lock()`. A client that does not listen for wakes yet makes a plain first
-   * attempt, which is all an uncontended lock costs. When busy it listens for wakes (the client's
-   * wake channel, or on a Cluster the keys' release channels) and attempts again, now joining the
+   * attempt, which is all an uncontended lock costs. When busy it listens for wakes (its wake
+   * channel; on a Cluster see ReleaseSubscriber) and attempts again, now joining the
    * keys' waiter queues (a release between the two is then not missed), then sleeps until a release
    * wakes this waiter or the holder's lease runs out. A client that already listens joins the queues
    * with its first attempt. When nodes fail, retry after retryDelay + jitter. A waiter that gives up
@@ -237,30 +240,17 @@ export class Redlock implements LockOwner {
   /** Keeps a granted lock's turn in the local queue until it is released or its lease runs out. */
   private track(lock: Lock, leave: LeaveQueue): void {
     this.held.set(lock, leave);
-    this.sweepBy(lock.expiration);
-  }
-
-  /**
-   * Makes sure the sweeper runs by `at` (epoch ms). One timer serves every held lock and is not
-   * cleared on release: a client that locks and unlocks in a loop arms one timer per lease, not one per lock.
-   */
-  private sweepBy(at: number): void {
-    if (at >= this.sweepAt) return;
-    clearTimeout(this.sweeper);
-    this.sweepAt = at;
-    this.sweeper = setTimeout(() => this.sweep(), at - Date.now());
-    this.sweeper.unref();
+    this.sweeper.setBy(lock.expiration);
   }
 
   /** Forgets the held locks whose lease has run out (by this process's clock); waits for the next. */
   private sweep(): void {
-    this.sweepAt = Infinity;
     let next = Infinity;
     for (const lock of this.locks) {
       if (lock.remainingMs === 0) this.forget(lock);
       else next = Math.min(next, lock.expiration);
     }
-    if (next < Infinity) this.sweepBy(next);
+    if (next < Infinity) this.sweeper.setBy(next);
   }
 
   /** One attempt: the lock, or null when someone else holds it. Rejects only when Redis is unavailable. */
@@ -332,7 +322,7 @@ export class Redlock implements LockOwner {
     await Promise.all(this.locks.map(lock => lock.unlock(true).catch((err: Error) => {
       this.logger.warn('[egg-distributed-lock] release of %s at close failed: %s', lock.key, err.message);
     })));
-    clearTimeout(this.sweeper);
+    this.sweeper.cancel();
     for (const subscriber of this.subscribers) subscriber.close();
     await Promise.all(this.stores.map(store => store.close()));
   }

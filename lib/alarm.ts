@@ -1,0 +1,29 @@
+/**
+ * One timer for many deadlines: it rings once by the earliest time it was set for, then may be set
+ * again. Setting it for a later time while it is armed costs a comparison, not a timer, so callers
+ * that track many deadlines (calls in flight, held leases) arm about one timer per period. Unref'd:
+ * a deadline never keeps the process alive by itself.
+ */
+export class Alarm {
+  private timer?: NodeJS.Timeout;
+  private at = Infinity;
+
+  constructor(private readonly ring: () => void) {}
+
+  /** Makes sure it rings by `at` (epoch ms). */
+  setBy(at: number): void {
+    if (at >= this.at) return;
+    clearTimeout(this.timer);
+    this.at = at;
+    this.timer = setTimeout(() => {
+      this.at = Infinity;
+      this.ring();
+    }, at - Date.now());
+    this.timer.unref();
+  }
+
+  cancel(): void {
+    clearTimeout(this.timer);
+    this.at = Infinity;
+  }
+}
