@@ -45,6 +45,20 @@ for (const masters of [ 1, 3 ]) {
       await second.unlock();
     });
 
+    it('keep increasing when the server clock is behind the last token (a clock stepped back)', async () => {
+      const first = await a.lock('stepped', 5000);
+      await first.unlock();
+      // As if the tokens so far had been issued while every server's clock ran a day ahead.
+      const ahead = first.fencingToken + 86400 * 1e6;
+      for (const view of views) await view.set('JOB_LOCKER_stepped:fence', String(ahead), 'PX', 60000);
+      const second = await b.lock('stepped', 5000);
+      assert.equal(second.fencingToken, ahead + 1);
+      await second.unlock();
+      const third = await a.lock('stepped', 5000);
+      assert.equal(third.fencingToken, ahead + 2);
+      await third.unlock();
+    });
+
     it('gives each name of a multi-name lock its own token', async () => {
       const before = await a.lock('m2', 5000);
       await before.unlock();
