@@ -67,7 +67,7 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
   waiting?: WaitingAttempt): Promise<QuorumResult> {
   const startedAt = Date.now();
   const tokens = keys.map(() => 0);
-  const outcomes = await askEveryNode(stores, store => store.acquire(keys, value, ttl, waiting, stores.length > 1).then(reply => {
+  const outcomes = await askEveryNode(stores, store => store.acquire(keys, value, ttl, waiting).then(reply => {
     if (reply.granted) {
       reply.tokens.forEach((token, i) => { tokens[i] = Math.max(tokens[i], token); });
       return { status: 'granted' };

@@ -7,20 +7,18 @@ import { createHash } from 'node:crypto';
  */
 
 /**
- * Issues the next fencing token of one lock key from its counter `fence_key`.
+ * Issues the next fencing token of one lock key from its counter `fence_key`: max(counter + 1,
+ * server time in µs), written back. Grants are far rarer than one per µs, so tokens follow the clock.
+ * - On the same data the counter alone makes them increase, whatever the clock does.
+ * - When the counter is lost or behind (a restart without persistence, a failover to a replica that
+ *   missed the last grants: replication is asynchronous) the clock carries on above the tokens
+ *   issued before, unless the new server's clock is behind the old one's by more than the time
+ *   since the last grant. A counter of its own (INCR, seeded from the clock) would repeat tokens
+ *   after such a failover.
+ * - With independent masters the lock's token is the highest of its quorum's (quorum.ts), and two
+ *   quorums need not share the master that issued the earlier one: only clock-following tokens compare.
  *
- * On one logical node: INCR, and when the counter is new (first use, expired, lost in a restart
- * without persistence or a failover to a replica that missed the last write) it starts from the
- * server time in µs instead of 1. A counter grows by one per grant while the clock grows by a
- * million per second, so a restarted counter starts above every token issued before it (unless the
- * clock was stepped back meanwhile). One call per grant, and the clock does not matter while the
- * counter lives.
- *
- * With `by_clock` (independent masters): max(counter + 1, server time in µs). The lock's token is
- * the highest of its quorum's (quorum.ts), and two quorums need not share the node that issued the
- * earlier one: only tokens that follow the clock compare across nodes.
- *
- * Counters expire a day after they are written, so one-off names (`order:42`) leave nothing behind.
+ * Counters expire a day after the last grant, so one-off names (`order:42`) leave nothing behind.
  * Writing after TIME needs effects replication, the default from Redis 5 on (the oldest supported).
  */
 const NEXT_FENCE = `
@@ -28,15 +26,8 @@ local function now_us()
   local t = redis.call('time')
   return t[1] * 1000000 + t[2]
 end
-local function next_fence(fence_key, by_clock)
-  local token
-  if by_clock then
-    token = math.max(tonumber(redis.call('get', fence_key) or '0') + 1, now_us())
-  else
-    token = redis.call('incr', fence_key)
-    if token > 1 then return token end
-    token = now_us()
-  end
+local function next_fence(fence_key)
+  local token = math.max(tonumber(redis.call('get', fence_key) or '0') + 1, now_us())
   redis.call('set', fence_key, string.format('%.0f', token), 'PX', 86400000)
   return token
 end
@@ -83,28 +74,27 @@ end
 
 /**
  * Takes every lock key or none. KEYS: n lock keys, their n fencing counters, their n waiter queues;
- * ARGV: value, ttl, fencing by clock ('1' with independent masters, see NEXT_FENCE), and for a
- * waiter its client's wake channel, the queue's slack (ms) and whether it may have queued already
- * ('1'): a waiter that finds a key held joins its queue, one that gets the keys leaves their queues.
+ * ARGV: value, ttl, and for a waiter its client's wake channel, the queue's slack (ms) and whether
+ * it may have queued already ('1'): a waiter that finds a key held joins its queue, one that gets
+ * the keys leaves their queues.
  * Returns { 1, token… }, or { 0, key, holder value, pttl } of the first key someone else holds.
  */
 export const ACQUIRE = `${NEXT_FENCE}${JOIN_WAITERS}
 local n = #KEYS / 3
-local by_clock = ARGV[3] == '1'
-local wake = ARGV[4]
+local wake = ARGV[3]
 for i = 1, n do
   if not redis.call('set', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
     for j = 1, i - 1 do redis.call('del', KEYS[j]) end -- all or none: undo what this call took
     local holder = redis.call('get', KEYS[i])
     local pttl = redis.call('pttl', KEYS[i])
-    if wake then join_waiters(KEYS[2 * n + i], wake, pttl, ARGV[5]) end
+    if wake then join_waiters(KEYS[2 * n + i], wake, pttl, ARGV[4]) end
     return { 0, KEYS[i], holder, pttl }
   end
 end
 local reply = { 1 }
 for i = 1, n do
-  reply[i + 1] = next_fence(KEYS[n + i], by_clock)
-  if ARGV[6] == '1' then redis.call('zrem', KEYS[2 * n + i], wake) end
+  reply[i + 1] = next_fence(KEYS[n + i])
+  if ARGV[5] == '1' then redis.call('zrem', KEYS[2 * n + i], wake) end
 end
 return reply`;
 
@@ -134,7 +124,7 @@ if not holder and (not head or head == ARGV[1]) then
   redis.call('zrem', KEYS[2], ARGV[1])
   redis.call('hdel', KEYS[3], ARGV[1])
   if ARGV[5] then redis.call('zrem', KEYS[5], ARGV[5]) end
-  return { 1, next_fence(KEYS[4], false) }
+  return { 1, next_fence(KEYS[4]) }
 end
 if not redis.call('zscore', KEYS[2], ARGV[1]) then
   -- arrival order: strictly after the last waiter, even within the same millisecond

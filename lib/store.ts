@@ -149,18 +149,15 @@ export class LockStore {
     return this.wakeBy === 'spublish' && wake ? shardedWakeChannel(keys[0], wake) : wake;
   }
 
-  /**
-   * Takes every key or none, with a fencing token for each: counted, or with `fenceByClock` (one of
-   * several independent masters) following the server clock (scripts.ts NEXT_FENCE).
-   */
-  acquire(keys: string[], value: string, ttl: number, waiting: WaitingAttempt = {}, fenceByClock = false): Promise<AcquireReply> {
+  /** Takes every key or none, with a fencing token for each (scripts.ts NEXT_FENCE). */
+  acquire(keys: string[], value: string, ttl: number, waiting: WaitingAttempt = {}): Promise<AcquireReply> {
     const { wake } = waiting;
     const queueArgs = (group: string[]) => (wake && this.handsOver ? [ this.wakeFor(group, wake), WAITER_QUEUE_SLACK, waiting.queued ? '1' : '0' ] : []);
     if (waiting.fairTicketTtl) {
       const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence'), ...this.waiterQueues(keys) ];
       return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, this.wakeBy, ...queueArgs(keys) ]).then(acquireReply);
     }
-    const args = (group: string[]) => [ value, ttl, fenceByClock ? '1' : '0', ...queueArgs(group) ];
+    const args = (group: string[]) => [ value, ttl, ...queueArgs(group) ];
     const groups = this.slotGroups(keys);
     if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args(keys)).then(acquireReply);
     return this.acquireGroups(groups, keys, value, args);

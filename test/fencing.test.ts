@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type Redis from 'ioredis';
 import { FencedValue, StaleTokenError } from '../lib/fencing';
 import type { Redlock } from '../lib/redlock';
-import { inspect, redlockOn } from './support/clients';
+import { eventually, inspect, redlockOn } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
 
 for (const masters of [ 1, 3 ]) {
@@ -87,3 +87,46 @@ for (const masters of [ 1, 3 ]) {
     });
   });
 }
+
+describe('fencing tokens across a failover (Sentinel, Cluster)', () => {
+  let servers: RedisServer[];
+  let views: Redis[];
+
+  before(async () => {
+    servers = await startRedisServers(2);
+    views = servers.map(inspect);
+  });
+  after(async () => {
+    views.forEach(v => v.disconnect());
+    await killAll(servers);
+  });
+
+  it('keep increasing when the promoted replica missed the last grants (asynchronous replication)', async () => {
+    const [ master, replica ] = servers;
+    const [ masterView, replicaView ] = views;
+    await masterView.config('SET', 'repl-diskless-sync-delay', '0'); // sync at once, not in 5 s
+    await replicaView.replicaof('127.0.0.1', master.port);
+    const before = await redlockOn([ master ]);
+    const after = await redlockOn([ replica ]);
+    try {
+      let last = 0;
+      const grant = async () => {
+        const lock = await before.lock('failover', 5000);
+        last = lock.fencingToken;
+        await lock.unlock();
+      };
+      for (let i = 0; i < 3; i++) await grant();
+      const counter = await masterView.get('JOB_LOCKER_failover:fence');
+      await eventually(async () => assert.equal(await replicaView.get('JOB_LOCKER_failover:fence'), counter), 10000);
+      // The link drops: the replica misses the next grants, then is promoted (as Sentinel would).
+      await replicaView.replicaof('NO', 'ONE');
+      for (let i = 0; i < 3; i++) await grant();
+      const promoted = await after.lock('failover', 5000);
+      assert.ok(promoted.fencingToken > last, `token ${promoted.fencingToken} after a failover, ${last} issued before it`);
+      await promoted.unlock();
+    } finally {
+      await before.close();
+      await after.close();
+    }
+  });
+});
