@@ -43,7 +43,8 @@ export class RedisServer {
     if (this.running) return Promise.resolve();
     const child = spawn('redis-server', [
       ...(this.configFile ? [ this.configFile ] : []), '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--daemonize', 'no', '--loglevel', 'warning', '--logfile', '', ...this.extraArgs,
+      // --dir: a replica stores the snapshot it syncs from its master there, not in the checkout
+      '--daemonize', 'no', '--loglevel', 'warning', '--logfile', '', '--dir', tmpdir(), ...this.extraArgs,
     ], { stdio: [ 'ignore', 'pipe', 'pipe' ] });
     this.process = child;
     // A test run that ends early (a timeout, --exit) must not leave servers behind.
