@@ -49,6 +49,11 @@ export class Lock {
     return this.keys.join(',');
   }
 
+  /** Whether this process still holds it: not released, and the lease has not run out. */
+  get isHeld(): boolean {
+    return !this.released && this.expiration > Date.now();
+  }
+
   /** Milliseconds left on the lease by this process's clock; 0 once it has run out. */
   get remainingMs(): number {
     return Math.max(0, this.expiration - Date.now());

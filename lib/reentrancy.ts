@@ -10,18 +10,26 @@ import type { Lock, LockOwner } from './lock';
  */
 const heldByChain = new AsyncLocalStorage<ReadonlyMap<string, Lock>>();
 
-/** The Lock of `owner` this call chain already holds on exactly these keys, if any. */
+/**
+ * The Lock of `owner` this call chain already holds on exactly these keys, if any. Work started
+ * inside `using()` that outlives it (a timer, a listener, a promise not awaited) keeps the chain's
+ * context: a lock released or run out since then is not held, and must not be re-entered.
+ */
 export function heldHere(owner: LockOwner, keys: string[]): Lock | undefined {
   const held = heldByChain.getStore();
   const lock = held?.get(keys[0]);
-  const same = lock && lock.owner === owner && lock.keys.length === keys.length && keys.every(k => held!.get(k) === lock);
+  const same = lock && heldBy(lock, owner) && lock.keys.length === keys.length && keys.every(k => held!.get(k) === lock);
   return same ? lock : undefined;
 }
 
 /** Keys of `keys` this call chain holds through other locks of `owner`. */
 export function partlyHeldHere(owner: LockOwner, keys: string[]): string[] {
   const held = heldByChain.getStore();
-  return held ? keys.filter(k => held.get(k)?.owner === owner) : [];
+  return held ? keys.filter(k => heldBy(held.get(k), owner)) : [];
+}
+
+function heldBy(lock: Lock | undefined, owner: LockOwner): boolean {
+  return lock?.owner === owner && lock.isHeld;
 }
 
 /** Runs `fn` as a call chain that holds `lock`. */

@@ -234,6 +234,18 @@ describe('waiting, singleflight and reentrancy', () => {
     assert.equal(await views[0].get('JOB_LOCKER_reentrant'), lock.value, 'the outside chain got it after using() ended');
   });
 
+  it('does not re-enter from work that outlives using(): a timer set inside it asks Redis like anyone', async () => {
+    let later!: Promise<unknown>;
+    await waiter.using('outlived', 5000, async () => {
+      later = sleep(300).then(() => waiter.lock('outlived', 5000, { waitTimeout: 500 }));
+    });
+    const other = await holder.lock('outlived', 10000);
+    const err = await later.catch(e => e);
+    assert.ok(err instanceof LockBusyError, `the late lock() got ${err?.constructor?.name} while another client holds the name`);
+    assert.doesNotMatch(err.message, /call chain itself/);
+    assert.equal(await views[0].get('JOB_LOCKER_outlived'), other.value);
+  });
+
   it('refuses a lock that overlaps one the call chain holds through another lock, instead of deadlocking', async () => {
     await waiter.using('a', 5000, async () => {
       const err = await waiter.lock([ 'a', 'b' ], 1000).catch(e => e);
