@@ -54,6 +54,8 @@ export class Redlock implements LockOwner {
    * a client that locks and unlocks in a loop arms one timer per lease, not one per lock.
    */
   private readonly sweeper = new Alarm(() => this.sweep());
+  /** Locks a using() keeps alive, with the signal it aborts when the lease is lost. */
+  private readonly leaseSignals = new Map<Lock, AbortSignal>();
   private readonly queue = new LocalQueue();
   private readonly subscribers: ReleaseSubscriber[];
   /** Where this client hears the releases it waits for (keys.ts#wakeChannel). */
@@ -278,16 +280,33 @@ export class Redlock implements LockOwner {
     checkFunction(routine, 'routine');
     const maxHold = checkCount(checkOptions<UsingOptions>(options).maxHold ?? this.settings.maxHold, 'options.maxHold', 1);
     const lock = await this.lock(names, ttl, options);
-    const controller = new AbortController();
-    const stop = keepAlive(lock, ttl, maxHold, err => controller.abort(err));
+    // Re-entered (a using() of the same names up the call chain): that one keeps the lease alive and
+    // watches it. A second keepAlive would set the lease to this ttl, cutting it short under the outer routine.
+    const outer = this.leaseSignals.get(lock);
+    const lease = outer ? undefined : this.keepAlive(lock, ttl, maxHold);
+    const signal = outer ?? lease!.signal;
     try {
-      const result = await runHolding(lock, () => routine(controller.signal, lock));
-      if (controller.signal.aborted) throw controller.signal.reason;
+      const result = await runHolding(lock, () => routine(signal, lock));
+      if (signal.aborted) throw signal.reason;
       return result;
     } finally {
-      stop();
+      lease?.stop();
       await lock.unlock().catch((err: Error) => this.logger.warn('[egg-distributed-lock] release of %s failed: %s', lock.key, err.message));
     }
+  }
+
+  /** Extends `lock` while a using() runs; its signal is aborted the moment the lease is lost. */
+  private keepAlive(lock: Lock, ttl: number, maxHold: number): { signal: AbortSignal; stop: () => void } {
+    const controller = new AbortController();
+    const stop = keepAlive(lock, ttl, maxHold, err => controller.abort(err));
+    this.leaseSignals.set(lock, controller.signal);
+    return {
+      signal: controller.signal,
+      stop: () => {
+        stop();
+        this.leaseSignals.delete(lock);
+      },
+    };
   }
 
   /** The last recorded run of a scheduled job (any machine), or null when none is recorded. */

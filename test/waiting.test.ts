@@ -234,6 +234,24 @@ describe('waiting, singleflight and reentrancy', () => {
     assert.equal(await views[0].get('JOB_LOCKER_reentrant'), lock.value, 'the outside chain got it after using() ended');
   });
 
+  it('a nested using() with a shorter ttl leaves the lease to the outer one, which keeps it alive', async () => {
+    let innerSignal: AbortSignal | undefined;
+    await waiter.using('nested-ttl', 2000, async outerSignal => {
+      await sleep(600);
+      await waiter.using('nested-ttl', 300, async signal => {
+        innerSignal = signal;
+        await sleep(800); // longer than the inner ttl
+      });
+      const left = await views[0].pttl('JOB_LOCKER_nested-ttl');
+      assert.ok(left > 300, `the lease left after the inner using() is ${left} ms: the inner ttl cut it short`);
+      await sleep(400);
+      assert.equal(await holder.tryLock('nested-ttl', 1000), null, 'another client got the lock under the outer routine');
+      assert.equal(outerSignal.aborted, false);
+      assert.equal(innerSignal, outerSignal, 'the inner routine is told of a loss by the same signal');
+    });
+    assert.equal(await views[0].exists('JOB_LOCKER_nested-ttl'), 0, 'released once the outer using() ends');
+  });
+
   it('does not re-enter from work that outlives using(): a timer set inside it asks Redis like anyone', async () => {
     let later!: Promise<unknown>;
     await waiter.using('outlived', 5000, async () => {
