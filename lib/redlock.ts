@@ -65,6 +65,9 @@ export class Redlock implements LockOwner {
   /** Names of the scheduled jobs this app locks fleet-wide. */
   readonly jobNames = new Set<string>();
   private closed = false;
+  /** lock() calls that have their local turn and may be talking to Redis: close() waits for them. */
+  private active = 0;
+  private whenIdle?: () => void;
   private defaults?: WaitPlan;
 
   constructor(
@@ -101,7 +104,7 @@ export class Redlock implements LockOwner {
     const plan = options === undefined && sorted.length === 1 ? this.defaultPlan : this.waitPlan(checkOptions<LockOptions>(options), sorted.length);
     const deadline = Date.now() + plan.budget;
     const keys = sorted.map(n => this.key(n));
-    if (this.closed) throw new LockUnavailableError(keys, [], 'the lock client is closed');
+    if (this.closed) throw closedError(keys);
 
     const reentered = heldHere(this, keys);
     if (reentered) return reentered.reenter();
@@ -112,13 +115,22 @@ export class Redlock implements LockOwner {
 
     const leave = this.queue.tryEnter(keys) ?? await this.queue.enter(keys, deadline);
     if (!leave) throw this.busyHere(keys);
+    this.active++;
     try {
+      if (this.closed) throw closedError(keys); // the turn came from close() releasing the lock ahead
       const lock = await this.acquire(sorted, keys, ttl, deadline, plan);
       this.track(lock, leave);
+      if (this.closed) {
+        // Granted while closing, maybe after close() released what it held: nobody would release this one.
+        await lock.unlock(true).catch(() => undefined);
+        throw closedError(keys);
+      }
       return lock;
     } catch (err) {
       leave();
       throw err;
+    } finally {
+      if (--this.active === 0) this.whenIdle?.();
     }
   }
 
@@ -184,6 +196,7 @@ export class Redlock implements LockOwner {
     try {
       if (!first && deadline > Date.now() && this.listening) await watch();
       for (let attempt = 1; ; attempt++) {
+        if (!first && this.closed) throw closedError(keys); // woken by close(): no further attempt
         const result = first ?? await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor, waiting);
         first = undefined;
         if (result.granted) {
@@ -334,17 +347,26 @@ export class Redlock implements LockOwner {
     leave();
   }
 
-  /** Releases every lock this process holds, wakes its waiters, then quits the clients the plugin created. */
+  /**
+   * Releases every lock this process holds and wakes its waiters; waits for the lock() calls still
+   * talking to Redis, which give up (leaving their queues, releasing what they were granted
+   * meanwhile); then quits the clients the plugin created.
+   */
   async close(): Promise<void> {
     this.closed = true;
     for (const bell of this.bells) bell.ring();
     await Promise.all(this.locks.map(lock => lock.unlock(true).catch((err: Error) => {
       this.logger.warn('[egg-distributed-lock] release of %s at close failed: %s', lock.key, err.message);
     })));
+    if (this.active > 0) await new Promise<void>(resolve => { this.whenIdle = resolve; });
     this.sweeper.cancel();
     for (const subscriber of this.subscribers) subscriber.close();
     await Promise.all(this.stores.map(store => store.close()));
   }
+}
+
+function closedError(keys: string[]): LockUnavailableError {
+  return new LockUnavailableError(keys, [], 'the lock client is closed');
 }
 
 /** Explains a failed acquisition: busy (who holds it, for how long) or unavailable (which nodes failed). */

@@ -314,6 +314,30 @@ describe('waiting, singleflight and reentrancy', () => {
     await assert.rejects(waiter.lock([ 'x', 'y' ], 1000, { fair: true }), /options.fair needs one name on one logical Redis node/);
   });
 
+  it('at close, a caller queued in this process behind a held lock gives up instead of taking it', async () => {
+    await waiter.lock('closing-queued', 60000);
+    const queued = waiter.lock('closing-queued', 60000, { waitTimeout: 30000 }).catch(e => e);
+    await sleep(50);
+    await waiter.close();
+    const err = await queued;
+    assert.ok(err instanceof LockUnavailableError, String(err));
+    assert.match(err.message, /the lock client is closed/);
+    assert.equal(await views[0].exists('JOB_LOCKER_closing-queued'), 0, 'no lock left in Redis');
+  });
+
+  it('at close, waits for an attempt in flight and releases what it was granted', async () => {
+    servers[0].pause(); // the attempt stays in flight until the server answers
+    const inFlight = waiter.lock('closing-in-flight', 60000).catch(e => e);
+    await sleep(50);
+    const closed = waiter.close();
+    await sleep(100);
+    servers[0].resume();
+    await closed;
+    const err = await inFlight;
+    assert.ok(err instanceof LockUnavailableError, `lock() gave ${err?.constructor?.name} after close()`);
+    assert.equal(await views[0].exists('JOB_LOCKER_closing-in-flight'), 0, 'no lock left in Redis');
+  });
+
   it('wakes its waiters when the client closes', async () => {
     await holder.lock('closing', 20000);
     const waiting = waiter.lock('closing', 1000, { waitTimeout: 30000 }).catch(e => e);
