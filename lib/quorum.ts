@@ -24,8 +24,9 @@ export interface QuorumResult {
 
 /**
  * Asks every node at once and settles once every node answered — or, with `early`, as soon as a
- * quorum has granted: an acquisition or release need not wait for the slowest master (on a busy
- * host that is most of the cost); its answer still lands, in order on its connection, a moment later.
+ * quorum has granted: an acquisition, extension or release need not wait for the slowest master
+ * (on a busy host that is most of the cost; a hung one would hold it for the command timeout, past
+ * a short lease's validity); its answer still lands, in order on its connection, a moment later.
  */
 function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false): Promise<NodeOutcome[]> {
   if (stores.length === 1) {
@@ -87,7 +88,7 @@ export async function extendQuorum(stores: LockStore[], keys: string[], value: s
   const startedAt = Date.now();
   const outcomes = await askEveryNode(stores, async store => ({
     status: await store.extend(keys, value, ttl) ? 'granted' : 'held',
-  }));
+  }), true);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
   return { granted: granted(outcomes) && expiration > Date.now(), expiration, outcomes };
 }

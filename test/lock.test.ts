@@ -270,6 +270,23 @@ for (const masters of [ 1, 3 ]) {
         assert.equal(await views[0].exists('JOB_LOCKER_quorumless'), 0, 'the one granted node was released');
       });
 
+      it('extends on the other two while a master hangs, also a lease shorter than the command timeout', async () => {
+        servers[2].pause();
+        try {
+          const lock = await redlock.lock('hung-extend', 300); // the command timeout is 500 ms
+          await lock.extend(300);
+          assert.ok(lock.remainingMs > 0);
+          assert.equal(await lock.unlock(), true);
+          const result = await redlock.using('hung-using', 400, async signal => {
+            await sleep(1000); // two and a half leases
+            return signal.aborted;
+          });
+          assert.equal(result, false, 'using() lost a lease that two of three masters extended');
+        } finally {
+          servers[2].resume();
+        }
+      });
+
       it('times out a paused master instead of hanging, and still locks on the other two', async () => {
         servers[0].pause();
         try {
