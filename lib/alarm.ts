@@ -1,3 +1,5 @@
+import { MAX_TIMER_MS } from './timing';
+
 /**
  * One timer for many deadlines: it rings once by the earliest time it was set for, then may be set
  * again. Setting it for a later time while it is armed costs a comparison, not a timer, so callers
@@ -18,7 +20,7 @@ export class Alarm {
     this.timer = setTimeout(() => {
       this.at = Infinity;
       this.ring();
-    }, at - Date.now());
+    }, Math.min(at - Date.now(), MAX_TIMER_MS)); // rung early, its owner re-checks and sets it again
     this.timer.unref();
   }
 

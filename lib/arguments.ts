@@ -1,6 +1,8 @@
 /** Checks of API arguments; each error names the argument. */
+import { MAX_TIMER_MS } from './timing';
 
-export const MAX_TTL = 2 ** 31 - 1;
+/** A lease is watched by Node timers, so it can be no longer than the longest one. */
+export const MAX_TTL = MAX_TIMER_MS;
 
 /** Longest lock name accepted; a Redis key can be longer, but a name this long is a bug. */
 export const MAX_NAME_LENGTH = 1024;

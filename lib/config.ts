@@ -1,4 +1,5 @@
 import type { ClusterOptions, RedisOptions, SentinelAddress } from 'ioredis';
+import { MAX_TIMER_MS } from './timing';
 
 /** One Redis server given by address (a single node, or one of 3/5 independent Redlock masters). */
 export type RedisClientOptions = RedisOptions;
@@ -114,22 +115,22 @@ export function validateConfig(config: RedlockConfig): StoreSource {
       (given.length ? `, got ${given.map(k => `'${k}'`).join(' and ')}` : ', got none'));
   }
   if (typeof config.prefix !== 'string') fail('prefix', 'a string', config.prefix);
-  checkInteger('ttl', config.ttl, 1, 2 ** 31 - 1);
+  checkInteger('ttl', config.ttl, 1, MAX_TIMER_MS);
   checkInteger('retryCount', config.retryCount, -1);
   checkInteger('retryDelay', config.retryDelay, 0);
   checkInteger('retryJitter', config.retryJitter, 0);
   checkInteger('waitTimeout', config.waitTimeout, 0);
   checkInteger('maxHold', config.maxHold, 1);
   if (typeof config.fair !== 'boolean') fail('fair', 'a boolean', config.fair);
-  checkInteger('commandTimeout', config.commandTimeout, 1);
-  checkInteger('connectTimeout', config.connectTimeout, 1);
+  checkInteger('commandTimeout', config.commandTimeout, 1, MAX_TIMER_MS);
+  checkInteger('connectTimeout', config.connectTimeout, 1, MAX_TIMER_MS);
   if (typeof config.driftFactor !== 'number' || !(config.driftFactor >= 0 && config.driftFactor < 0.5)) {
     fail('driftFactor', 'a number in [0, 0.5)', config.driftFactor);
   }
   const schedule = config.schedule;
   if (!schedule || typeof schedule !== 'object') fail('schedule', 'an object', schedule);
-  if (schedule.ttl !== undefined) checkInteger('schedule.ttl', schedule.ttl, 1, 2 ** 31 - 1);
-  checkInteger('schedule.clockTolerance', schedule.clockTolerance, 0, 2 ** 31 - 1);
+  if (schedule.ttl !== undefined) checkInteger('schedule.ttl', schedule.ttl, 1, MAX_TIMER_MS);
+  checkInteger('schedule.clockTolerance', schedule.clockTolerance, 0, MAX_TIMER_MS);
   if (schedule.onUnavailable !== 'skip' && schedule.onUnavailable !== 'run') {
     fail('schedule.onUnavailable', "'skip' or 'run'", schedule.onUnavailable);
   }

@@ -1,3 +1,5 @@
+import { MAX_TIMER_MS } from './timing';
+
 /**
  * What a waiter sleeps on: `wait(ms)` ends after `ms` or as soon as the bell rings (a release woke
  * the waiter, or the client is closing). A ring while nobody waits is kept for the next `wait`, so a
@@ -27,7 +29,7 @@ export class Doorbell {
         this.rung = false;
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      const timer = setTimeout(done, Math.min(ms, MAX_TIMER_MS)); // ending early, the waiter just checks again
       this.wake = done;
     });
   }

@@ -13,7 +13,7 @@ import { heldHere, partlyHeldHere, runHolding } from './reentrancy';
 import { ReleaseSubscriber } from './release-subscriber';
 import { JobRun, readLastRun } from './schedule/last-run';
 import type { LockStore, WaitingAttempt } from './store';
-import { FAIR_TICKET_TTL, quorum, retryDelay, waitBudget } from './timing';
+import { FAIR_TICKET_TTL, MAX_TIMER_MS, quorum, retryDelay, waitBudget } from './timing';
 
 /** Per-call overrides of the retry settings in `config.redlock`. */
 export interface LockOptions {
@@ -153,7 +153,8 @@ export class Redlock implements LockOwner {
       throw new TypeError('[egg-distributed-lock] options.fair needs one name on one logical Redis node (single, Cluster or Sentinel), not several masters');
     }
     const budget = retryCount === 0 ? 0 : waitTimeout || waitBudget(retryCount, delay, jitter);
-    return { budget, delay, jitter, fair };
+    // Beyond the longest timer is forever for a wait (the local queue times out a caller by a timer).
+    return { budget: budget > MAX_TIMER_MS ? Infinity : budget, delay, jitter, fair };
   }
 
   /** Whether every node's subscriber already listens on this client's wake channel (see `acquire`). */

@@ -1,5 +1,8 @@
 /** The timing math of the Redlock algorithm, in one place. */
 
+/** The longest delay Node's timers take (~24.8 days): a longer one fires after 1 ms instead. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Majority of `n` independent masters (N/2+1); a single logical node needs itself. */
 export function quorum(n: number): number {
   return Math.floor(n / 2) + 1;

@@ -137,6 +137,7 @@ describe('Egg plugin', () => {
       [ 'bad port', { clients: [{ host: '127.0.0.1', port: 'x' }] }, /config.redlock.clients\[0\].port must be an integer between 1 and 65535, got "x"/ ],
       [ 'negative ttl', { clients: [{ port: 1 }], ttl: -1 }, /config.redlock.ttl must be an integer between 1 and \d+, got -1/ ],
       [ 'fractional ttl', { clients: [{ port: 1 }], ttl: 1.5 }, /config.redlock.ttl must be an integer/ ],
+      [ 'commandTimeout beyond a timer', { clients: [{ port: 1 }], commandTimeout: 2 ** 31 }, /config.redlock.commandTimeout must be an integer between 1 and 2147483647, got 2147483648/ ],
       [ 'driftFactor', { clients: [{ port: 1 }], driftFactor: 2 }, /config.redlock.driftFactor must be a number in \[0, 0.5\)/ ],
       [ 'onUnavailable', { clients: [{ port: 1 }], schedule: { onUnavailable: 'maybe' } }, /config.redlock.schedule.onUnavailable must be 'skip' or 'run'/ ],
       [ 'sentinel name', { sentinel: { sentinels: [{ port: 1 }] } }, /config.redlock.sentinel.name must be the master group name/ ],

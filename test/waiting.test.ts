@@ -183,6 +183,18 @@ describe('waiting, singleflight and reentrancy', () => {
     assert.equal(await waiter.tryLock('queue', 1000) !== null, true, 'free again at the end');
   });
 
+  it('waits behind a caller of this process when its bound is beyond Node\'s longest timer, not 1 ms', async () => {
+    for (const options of [{ waitTimeout: 2 ** 32 }, { retryCount: 1e8 }]) {
+      const held = await waiter.lock('long-bound', 5000);
+      const queued = waiter.lock('long-bound', 5000, options);
+      await sleep(300);
+      await held.unlock();
+      const next = await queued;
+      assert.equal(await views[0].get('JOB_LOCKER_long-bound'), next.value, JSON.stringify(options));
+      await next.unlock();
+    }
+  });
+
   it('tells tryLock "busy" without a round trip while this process holds the name', async () => {
     const held = await waiter.lock('local', 5000);
     const before = await scriptCalls(views[0]);
