@@ -74,27 +74,36 @@ end
 
 /**
  * Takes every lock key or none. KEYS: n lock keys, their n fencing counters, their n waiter queues;
- * ARGV: value, ttl, and for a waiter its client's wake channel, the queue's slack (ms) and whether
- * it may have queued already ('1'): a waiter that finds a key held joins its queue, one that gets
- * the keys leaves their queues.
+ * ARGV: value, ttl, how releases wake (ANNOUNCE_FREE), and for a waiter its client's wake channel,
+ * the queue's slack (ms) and whether it may have queued already ('1'). A waiter that finds a key
+ * held waits in that key's queue only: queued first for another of its keys, it would take that
+ * key's wakes from the waiters behind it without being able to take the key, so it leaves that
+ * queue and passes on the wake if the key is free. One that gets the keys leaves their queues.
  * Returns { 1, token… }, or { 0, key, holder value, pttl } of the first key someone else holds.
  */
-export const ACQUIRE = `${NEXT_FENCE}${JOIN_WAITERS}
+export const ACQUIRE = `${NEXT_FENCE}${JOIN_WAITERS}${ANNOUNCE_FREE}
 local n = #KEYS / 3
-local wake = ARGV[3]
+local wake = ARGV[4]
 for i = 1, n do
   if not redis.call('set', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
     for j = 1, i - 1 do redis.call('del', KEYS[j]) end -- all or none: undo what this call took
     local holder = redis.call('get', KEYS[i])
     local pttl = redis.call('pttl', KEYS[i])
-    if wake then join_waiters(KEYS[2 * n + i], wake, pttl, ARGV[4]) end
+    if wake then
+      join_waiters(KEYS[2 * n + i], wake, pttl, ARGV[5])
+      for j = 1, n do
+        if j ~= i and redis.call('zrem', KEYS[2 * n + j], wake) == 1 and redis.call('exists', KEYS[j]) == 0 then
+          announce_free(KEYS[j], KEYS[2 * n + j], '', ARGV[3])
+        end
+      end
+    end
     return { 0, KEYS[i], holder, pttl }
   end
 end
 local reply = { 1 }
 for i = 1, n do
   reply[i + 1] = next_fence(KEYS[n + i])
-  if ARGV[5] == '1' then redis.call('zrem', KEYS[2 * n + i], wake) end
+  if ARGV[6] == '1' then redis.call('zrem', KEYS[2 * n + i], wake) end
 end
 return reply`;
 

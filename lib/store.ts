@@ -157,7 +157,7 @@ export class LockStore {
       const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence'), ...this.waiterQueues(keys) ];
       return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, this.wakeBy, ...queueArgs(keys) ]).then(acquireReply);
     }
-    const args = (group: string[]) => [ value, ttl, ...queueArgs(group) ];
+    const args = (group: string[]) => [ value, ttl, this.wakeBy, ...queueArgs(group) ];
     const groups = this.slotGroups(keys);
     if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args(keys)).then(acquireReply);
     return this.acquireGroups(groups, keys, value, args);

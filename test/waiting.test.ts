@@ -147,6 +147,30 @@ describe('waiting, singleflight and reentrancy', () => {
     });
   });
 
+  it('a waiter for several names does not take the wake of a name it cannot have from that name\'s next waiter', async () => {
+    const other = await redlockOn(servers);
+    try {
+      const a = await holder.lock('pair-a', 20000);
+      await holder.lock('pair-b', 20000);
+      const both = waiter.lock([ 'pair-a', 'pair-b' ], 5000, { waitTimeout: 30000 });
+      both.catch(() => undefined);
+      while (await views[0].zcard('JOB_LOCKER_pair-a:waiters') < 1) await sleep(5); // queued on a, its first busy name
+      const single = other.lock('pair-a', 5000, { waitTimeout: 15000 });
+      while (await views[0].zcard('JOB_LOCKER_pair-a:waiters') < 2) await sleep(5);
+      const releasedAt = Date.now();
+      await a.unlock(); // wakes the first of a's queue: the waiter for both, which then finds b held
+      const got = await single;
+      assert.ok(Date.now() - releasedAt < 7500, 'the waiter of a alone got it at its deadline, not woken when it was free');
+      assert.deepEqual(await views[0].zrange('JOB_LOCKER_pair-b:waiters', 0, -1), [ waiter.wakeChannel ], 'the waiter for both waits on b');
+      assert.deepEqual(await views[0].zrange('JOB_LOCKER_pair-a:waiters', 0, -1), [], 'and no longer on a');
+      await got.unlock();
+      await holder.close(); // releases b: the waiter for both now gets both
+      assert.deepEqual((await both).names, [ 'pair-a', 'pair-b' ]);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('falls back to the holder\'s lease when no release is published (a crashed holder, node-redlock)', async () => {
     await views[0].set('JOB_LOCKER_silent', 'f'.repeat(32), 'PX', 400);
     const before = await scriptCalls(views[0]);
