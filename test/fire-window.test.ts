@@ -21,6 +21,16 @@ describe('fire windows', () => {
     assert.deepEqual(fireWindow({ cron: '0 0 * * * *' }, now, tolerance), { fireTime: now, holdUntil: now });
   });
 
+  it('gives the ticks at cronOptions.startDate and endDate a window too (they have no neighbour on one side)', () => {
+    const minutely = '0 * * * * *';
+    const last = { cron: minutely, cronOptions: { endDate: new Date(tick + 30000) } };
+    assert.deepEqual(fireWindow(last, tick + 5, tolerance), { fireTime: tick, holdUntil: tick + 30000 }, 'the last tick');
+    const first = { cron: minutely, cronOptions: { startDate: new Date(tick - 10) } };
+    assert.deepEqual(fireWindow(first, tick - 5, tolerance), { fireTime: tick, holdUntil: tick + 30000 }, 'the first tick, by a clock ahead');
+    const only = { cron: minutely, cronOptions: { startDate: new Date(tick - 10), endDate: new Date(tick + 10) } };
+    assert.deepEqual(fireWindow(only, tick + 5, tolerance), { fireTime: tick, holdUntil: tick + tolerance }, 'a lone tick');
+  });
+
   it('honours cronOptions such as tz', () => {
     // 09:00 in Shanghai is 01:00 UTC
     const nineShanghai = Date.UTC(2026, 10, 21, 1, 0, 0);

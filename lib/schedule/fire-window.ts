@@ -44,14 +44,29 @@ export function fireWindow(settings: FireSettings, now: number, clockTolerance: 
   return { fireTime: now, holdUntil: now };
 }
 
+/**
+ * The tick nearest to `now` and its period. Near `cronOptions.startDate`/`endDate` a tick may have
+ * no neighbour on one side: the period is then taken from the other side (the last tick before
+ * endDate gets the window of the one before it), and a lone tick is bounded by clockTolerance only.
+ */
 function nearestTick(settings: FireSettings, now: number): { time: number; period: number } | undefined {
   const at = (date: number) => parser.parseExpression(settings.cron!, { ...settings.cronOptions, currentDate: new Date(date) });
+  const tickUpTo = (t: number) => outOfRange(() => at(t + 1).prev().getTime()); // the latest tick <= t
+  const tickAfter = (t: number) => outOfRange(() => at(t).next().getTime()); // the first tick > t
+  const previous = tickUpTo(now);
+  const next = tickAfter(now);
+  const time = previous === undefined || (next !== undefined && next - now < now - previous) ? next : previous;
+  if (time === undefined) return undefined; // no tick at all within startDate/endDate: no fire window
+  const after = tickAfter(time);
+  const before = tickUpTo(time - 1);
+  return { time, period: after !== undefined ? after - time : before !== undefined ? time - before : Infinity };
+}
+
+/** cron-parser throws past startDate/endDate: undefined there. */
+function outOfRange(tick: () => number): number | undefined {
   try {
-    const previous = at(now + 1).prev().getTime(); // the latest tick <= now
-    const next = at(now).next().getTime(); // the first tick > now
-    const time = now - previous <= next - now ? previous : next;
-    return { time, period: at(time).next().getTime() - time };
+    return tick();
   } catch {
-    return undefined; // outside the cron's startDate/endDate: lock the run without a fire window
+    return undefined;
   }
 }
