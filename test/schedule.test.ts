@@ -44,6 +44,16 @@ describe('scheduled jobs under egg-mock', () => {
     assert.ok(pluginTasks.length > 0, 'egg\'s own plugins bring schedules (log rotation, multipart cleaning)');
   });
 
+  it('refuses to boot when two different tasks would share one name (app/schedule and schedule.directory)', async () => {
+    const clashing = mm.app({ baseDir: path.join(__dirname, 'fixtures/apps/same-name-jobs-app'), cache: false });
+    try {
+      await assert.rejects(clashing.ready(), new RegExp('schedules .*app/schedule/cleanup.js and .*jobs/cleanup.js would share ' +
+        'the fleet-wide name \'cleanup\' \\(JOB_LOCKER_cleanup\\), and one would skip the other\'s fires: give one of them schedule.lock.name'));
+    } finally {
+      await clashing.close();
+    }
+  });
+
   it('runs app.runSchedule() under JOB_LOCKER_<name>, then releases and records the run', async () => {
     await app.runSchedule('report');
     assert.equal(runs().length, 1);

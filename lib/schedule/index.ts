@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Application } from 'egg';
 import { checkName, checkTtl } from '../arguments';
 import { appScheduleDirs, jobName } from './job-names';
@@ -44,6 +45,21 @@ function jobOptions(item: ScheduleItem, dirs: string[]): (JobLockOptions & { nam
 }
 
 /**
+ * Two different tasks whose paths give the same name (`app/schedule/cleanup.js` and
+ * `<schedule.directory>/cleanup.js`) would share one lock, and one would skip the other's fires on
+ * every machine: boot fails instead. The same file built as `.ts` and `.js` is one job.
+ */
+function claimName(fileOf: Map<string, string>, name: string, file: string, key: string): void {
+  const stem = file.slice(0, file.length - path.extname(file).length);
+  const other = fileOf.get(name);
+  if (other !== undefined && other.slice(0, other.length - path.extname(other).length) !== stem) {
+    throw new TypeError(`[egg-distributed-lock] schedules ${other} and ${file} would share the fleet-wide name '${name}' ` +
+      `(${key}), and one would skip the other's fires: give one of them schedule.lock.name`);
+  }
+  fileOf.set(name, file);
+}
+
+/**
  * Wraps every `type: 'worker'` task of the app's own schedule folders (now and when registered
  * later) so each fire runs once across the fleet, and sends `app.runSchedule()` through the same lock.
  */
@@ -53,10 +69,12 @@ export function lockAppSchedules(app: Application): void {
   const logger = app.getLogger('scheduleLogger') as unknown as Logger;
   const dirs = appScheduleDirs(app.baseDir, app.config.schedule?.directory);
   const worker = (app as unknown as { scheduleWorker: ScheduleWorker }).scheduleWorker;
+  const fileOf = new Map<string, string>(); // derived job name → the task file it came from
 
   const wrap = (item: ScheduleItem) => {
     const options = jobOptions(item, dirs);
     if (!options || (item.task as any)[LOCKED]) return;
+    if (options.name === jobName(item.key, dirs)) claimName(fileOf, options.name, item.key, redlock.key(options.name));
     const job = {
       name: options.name,
       ttl: options.ttl ?? config.ttl ?? app.config.redlock.ttl, // schedule.ttl can be unset by a user's config
