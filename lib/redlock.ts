@@ -45,6 +45,9 @@ interface WaitPlan {
   fair: boolean;
 }
 
+/** Ends a held lock at close instead of releasing it. */
+type Closer = () => Promise<unknown>;
+
 /** The lock client mounted on `app.redlock`. */
 export class Redlock implements LockOwner {
   /** Locks this process holds, each with the function that gives its turn in the local queue back. */
@@ -56,6 +59,8 @@ export class Redlock implements LockOwner {
   private readonly sweeper = new Alarm(() => this.sweep());
   /** Locks a using() keeps alive, with the signal it aborts when the lease is lost. */
   private readonly leaseSignals = new Map<Lock, AbortSignal>();
+  /** How close() ends a held lock other than by releasing it (see `endAtClose`). */
+  private readonly closers = new Map<Lock, Closer>();
   private readonly queue = new LocalQueue();
   private readonly subscribers: ReleaseSubscriber[];
   /** Where this client hears the releases it waits for (keys.ts#wakeChannel). */
@@ -345,7 +350,16 @@ export class Redlock implements LockOwner {
     const leave = this.held.get(lock);
     if (!leave) return;
     this.held.delete(lock);
+    this.closers.delete(lock);
     leave();
+  }
+
+  /**
+   * Has close() end a held lock with `end` instead of releasing it: a scheduled fire that is still
+   * running keeps its fire window (schedule/locked-task.ts).
+   */
+  endAtClose(lock: Lock, end: Closer): void {
+    if (this.held.has(lock)) this.closers.set(lock, end);
   }
 
   /**
@@ -356,7 +370,7 @@ export class Redlock implements LockOwner {
   async close(): Promise<void> {
     this.closed = true;
     for (const bell of this.bells) bell.ring();
-    await Promise.all(this.locks.map(lock => lock.unlock(true).catch((err: Error) => {
+    await Promise.all(this.locks.map(lock => (this.closers.get(lock) ?? (() => lock.unlock(true)))().catch((err: Error) => {
       this.logger.warn('[egg-distributed-lock] release of %s at close failed: %s', lock.key, err.message);
     })));
     if (this.active > 0) await new Promise<void>(resolve => { this.whenIdle = resolve; });

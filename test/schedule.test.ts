@@ -39,7 +39,7 @@ describe('scheduled jobs under egg-mock', () => {
   const runs = () => (app as any).jobRuns as any[];
 
   it('locks exactly the app\'s own worker tasks, named by their path under the schedule folder', () => {
-    assert.deepEqual([ ...app.redlock.jobNames ].sort(), [ 'custom-name', 'extra', 'failing', 'long', 'report', 'sub/cleanup', 'windowed' ]);
+    assert.deepEqual([ ...app.redlock.jobNames ].sort(), [ 'closing', 'custom-name', 'extra', 'failing', 'long', 'report', 'sub/cleanup', 'windowed' ]);
     const pluginTasks = Object.keys((app as any).scheduleWorker.scheduleItems).filter(k => !k.startsWith(baseDir));
     assert.ok(pluginTasks.length > 0, 'egg\'s own plugins bring schedules (log rotation, multipart cleaning)');
   });
@@ -119,6 +119,31 @@ describe('scheduled jobs under egg-mock', () => {
     assert.ok(logged.some(l => /\[Job windowed\] fire .* skipped: JOB_LOCKER_windowed held by .*\/\d+ until/.test(l)), logged.join('\n'));
   });
 
+  it('keeps the fire window of a run cut short by the app closing: the same fire on another machine is skipped', async () => {
+    const [ closing, other ] = [ mm.app({ baseDir, cache: false }), mm.app({ baseDir, cache: false }) ];
+    try {
+      await Promise.all([ closing.ready(), other.ready() ]);
+      const fire = (app: MockApplication) => (app as any).scheduleWorker.scheduleItems[require.resolve(path.join(baseDir, 'app/schedule/closing'))]
+        .task(app.mockContext());
+      const running = fire(closing);
+      await eventually(async () => assert.equal((closing as any).jobRuns.length, 1, 'the run started'));
+      await closing.close(); // a deploy stops this worker mid-run
+      await running;
+      const [ started, stopped ] = (closing as any).jobRuns;
+      assert.match(stopped.stopped, /lease on JOB_LOCKER_closing was lost: the app is closing/, 'the task is told to stop');
+      await fire(other); // another machine, its clock behind, fires the same tick
+      assert.deepEqual((other as any).jobRuns, [], 'the fire ran once');
+      const holdUntil = started.fireTime + 15000;
+      for (const view of views) {
+        const pttl = await view.pttl('JOB_LOCKER_closing');
+        assert.ok(Math.abs(Date.now() + pttl - holdUntil) < 500, `held until the end of the fire window ${holdUntil}, pttl ${pttl}`);
+      }
+    } finally {
+      await closing.close();
+      await other.close();
+    }
+  });
+
   it('wraps schedules registered later through scheduleWorker.registerSchedule', async () => {
     const key = path.join(baseDir, 'app/schedule/dynamic.js');
     let sawLock = false;
@@ -152,7 +177,7 @@ describe('scheduled jobs under egg-mock', () => {
       for (const view of views) assert.equal(await view.exists('JOB_LOCKER_failing'), 0);
     });
     const jobs = await app.redlock.jobs();
-    assert.deepEqual(Object.keys(jobs), [ 'custom-name', 'dynamic', 'extra', 'failing', 'long', 'report', 'sub/cleanup', 'windowed' ]);
+    assert.deepEqual(Object.keys(jobs), [ 'closing', 'custom-name', 'dynamic', 'extra', 'failing', 'long', 'report', 'sub/cleanup', 'windowed' ]);
     assert.equal(jobs.failing!.outcome, 'failed');
     assert.equal(jobs.report, null, 'flushed before this test: no record');
   });

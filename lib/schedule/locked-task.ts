@@ -3,7 +3,7 @@ import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../boot';
-import { LockBusyError, LockUnavailableError } from '../errors';
+import { LockBusyError, LockLostError, LockUnavailableError } from '../errors';
 import { keepAlive } from '../lease';
 import type { Lock } from '../lock';
 import type { Redlock } from '../redlock';
@@ -93,6 +93,15 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
       logger.error(`${fire} lease lost: ${err.message}`);
       controller.abort(err);
     });
+    let ending: Promise<string> | undefined;
+    const end = () => (ending ??= finish(lock, window, redlock));
+    // The app closing mid-run (a deploy): released now, the same fire could start again on a machine
+    // whose clock is behind. The run ends as at its end instead (the window kept), and is told to stop.
+    redlock.endAtClose(lock, () => {
+      stop();
+      controller.abort(new LockLostError(lock.keys, 'the app is closing, so the lease is no longer extended'));
+      return end();
+    });
     ctx.scheduleLock = { name: job.name, key, fireTime: window.fireTime, signal: controller.signal, lock } as ScheduleLockState;
     const startedAt = Date.now();
     let outcome: JobRun['outcome'] = 'succeeded';
@@ -107,7 +116,7 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
       stop();
       if (controller.signal.aborted) outcome = 'lease-lost';
       const durationMs = Date.now() - startedAt;
-      logger.info(`${fire} ${await finish(lock, window, redlock)} after ${durationMs} ms (${outcome})`);
+      logger.info(`${fire} ${await end()} after ${durationMs} ms (${outcome})`);
       await saveLastRun(redlock.stores, redlock.settings.prefix, {
         name: job.name, host: hostname(), pid: process.pid, worker: cluster.worker?.id,
         fireTime: window.fireTime, startedAt, durationMs, outcome, error,
