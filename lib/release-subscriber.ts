@@ -139,6 +139,7 @@ export class ReleaseSubscriber {
       subscriber.on('smessage', (_channel: string, message: string) => this.wake(message));
       this.connection = whenReady(subscriber, this.timeoutMs).then(() => {
         this.subscriber = subscriber;
+        subscriber.on('ready', () => this.resubscribed(subscriber)); // every later 'ready' is a reconnect
         return subscriber;
       }, err => {
         this.connection = undefined;
@@ -147,6 +148,22 @@ export class ReleaseSubscriber {
       });
     }
     return this.connection;
+  }
+
+  /**
+   * After a reconnect: a release published while the connection was down (or before ioredis's own
+   * re-SUBSCRIBE reached Redis) was heard by nobody and dropped this client's waiters from its
+   * queue. So once a SUBSCRIBE sent now is answered — Redis has the subscriptions again — every
+   * waiter checks again (and queues again if the key is still held).
+   */
+  private resubscribed(subscriber: RedisLike): void {
+    const command = this.sharded ? 'ssubscribe' : 'subscribe';
+    const channels = [ ...this.channels.keys() ];
+    if (channels.length === 0) return;
+    this.store.bounded(Promise.all(channels.map(name => subscriber[command](name)))).then(() => {
+      for (const listeners of this.waiters.values()) for (const listener of listeners) listener();
+      for (const { listeners } of this.channels.values()) for (const listener of listeners) listener();
+    }, () => undefined); // down again: the next reconnect tries again
   }
 
   close(): void {

@@ -171,6 +171,19 @@ describe('waiting, singleflight and reentrancy', () => {
     }
   });
 
+  it('a waiter whose subscriber connection dropped checks again once it is subscribed again (a release may have gone unheard)', async () => {
+    const held = await holder.lock('resubscribed', 20000);
+    const waiting = waiter.lock('resubscribed', 5000, { waitTimeout: 30000 });
+    waiting.catch(() => undefined);
+    while (await views[0].zcard('JOB_LOCKER_resubscribed:waiters') < 1) await sleep(5);
+    await views[0].client('KILL', 'TYPE', 'pubsub'); // the waiter's pub/sub connection drops
+    const releasedAt = Date.now();
+    await held.unlock(); // published while nobody listens: the release drops the waiter from the queue
+    const lock = await waiting;
+    assert.ok(Date.now() - releasedAt < 10000, `got the free lock ${Date.now() - releasedAt} ms after the release: at the 20 s lease, not on reconnecting`);
+    assert.equal(await views[0].get('JOB_LOCKER_resubscribed'), lock.value);
+  });
+
   it('falls back to the holder\'s lease when no release is published (a crashed holder, node-redlock)', async () => {
     await views[0].set('JOB_LOCKER_silent', 'f'.repeat(32), 'PX', 400);
     const before = await scriptCalls(views[0]);
