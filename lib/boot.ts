@@ -1,6 +1,6 @@
 import Redis, { Cluster, RedisOptions } from 'ioredis';
 import type { Agent, Application } from 'egg';
-import { RedlockConfig, StoreSource, validateConfig } from './config';
+import { CLUSTER_KEY_PREFIX, RedlockConfig, StoreSource, validateConfig } from './config';
 import { LockUnavailableError } from './errors';
 import { Redlock } from './redlock';
 import { LockStore, RedisLike, whenReady } from './store';
@@ -63,6 +63,9 @@ function borrowRedis(app: EggApp, name: string): RedisLike {
   if (!client) {
     const known = redis.clients instanceof Map ? [ ...redis.clients.keys() ] : [ 'default' ];
     throw new TypeError(`[egg-distributed-lock] config.redlock.redis: no egg-redis client '${name}' (known: ${known.join(', ')})`);
+  }
+  if (client.isCluster && client.options?.keyPrefix) {
+    throw new TypeError(`[egg-distributed-lock] config.redlock.redis: egg-redis client '${name}' is a Cluster with keyPrefix '${client.options.keyPrefix}': ${CLUSTER_KEY_PREFIX}`);
   }
   return client;
 }

@@ -77,6 +77,10 @@ export type StoreSource =
 
 const PREFIX = '[egg-distributed-lock]';
 
+/** Why a Cluster client may not have an ioredis keyPrefix. */
+export const CLUSTER_KEY_PREFIX = 'ioredis would put it before the lock key and its companion keys alike, so they would no longer ' +
+  'share a slot and every lock would fail with CROSSSLOT; use config.redlock.prefix';
+
 function fail(field: string, expected: string, got: unknown): never {
   throw new TypeError(`${PREFIX} config.redlock.${field} must be ${expected}, got ${describe(got)}`);
 }
@@ -146,6 +150,9 @@ export function validateConfig(config: RedlockConfig): StoreSource {
     const cluster = config.cluster!;
     if (!Array.isArray(cluster.nodes) || cluster.nodes.length === 0) fail('cluster.nodes', 'a non-empty array of { host, port }', cluster.nodes);
     cluster.nodes.forEach((n, i) => checkAddress(`cluster.nodes[${i}]`, n));
+    for (const [ field, prefix ] of [[ 'keyPrefix', cluster.keyPrefix ], [ 'redisOptions.keyPrefix', cluster.redisOptions?.keyPrefix ]]) {
+      if (prefix) fail(`cluster.${field}`, `unset on a Redis Cluster (${CLUSTER_KEY_PREFIX})`, prefix);
+    }
     return { kind, cluster };
   }
   if (kind === 'sentinel') {

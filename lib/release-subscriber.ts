@@ -116,7 +116,7 @@ export class ReleaseSubscriber {
    * client's waiter of the key, else a stray.
    */
   private wake(message: string): void {
-    const key = message.slice(message.indexOf('\n') + 1);
+    const key = message.slice(message.indexOf('\n') + 1 + this.store.keyPrefix.length);
     const listeners = this.waiters.get(key);
     if (!listeners) return this.onStray(key, this.store);
     for (const listener of listeners) listener();

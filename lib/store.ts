@@ -60,11 +60,11 @@ export type WakeBy = 'publish' | 'spublish' | 'broadcast';
 
 const LOADED = Object.fromEntries(Object.entries(SCRIPTS).map(([ name, lua ]) => [ name, script(lua) ])) as Record<ScriptName, Script>;
 
-function acquireReply(reply: unknown): AcquireReply {
+function acquireReply(reply: unknown, keyPrefix: string): AcquireReply {
   const [ granted, ...rest ] = reply as [ number, ...Array<string | number> ];
   if (granted === 1) return { granted: true, tokens: rest.map(Number) };
   const [ key, holder, remainingMs ] = rest as [ string, string, number ];
-  return { granted: false, key, holder, remainingMs };
+  return { granted: false, key: key.slice(keyPrefix.length), holder, remainingMs };
 }
 
 /**
@@ -79,6 +79,11 @@ export class LockStore {
    * client of one Cluster must wake the same way.
    */
   wakeBy: WakeBy;
+  /**
+   * ioredis's `keyPrefix`, which it puts before every key it sends: keys that come back from Redis
+   * (in script replies and wake messages) carry it, and lose it here. Not on a Cluster (config.ts).
+   */
+  readonly keyPrefix: string;
 
   constructor(
     readonly client: RedisLike,
@@ -90,6 +95,7 @@ export class LockStore {
   ) {
     this.deadlines = new Deadlines(commandTimeout);
     this.wakeBy = client.isCluster === true ? 'broadcast' : 'publish';
+    this.keyPrefix = client.options?.keyPrefix ?? '';
     // Load the scripts whenever a connection is (re)established, before anything else is sent on
     // it: an EVALSHA that meets NOSCRIPT is re-sent as EVAL *after* commands queued behind it, so
     // a release could overtake the acquisition it should undo. (A Cluster routes SCRIPT LOAD to one
@@ -155,11 +161,11 @@ export class LockStore {
     const queueArgs = (group: string[]) => (wake && this.handsOver ? [ this.wakeFor(group, wake), WAITER_QUEUE_SLACK, waiting.queued ? '1' : '0' ] : []);
     if (waiting.fairTicketTtl) {
       const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence'), ...this.waiterQueues(keys) ];
-      return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, this.wakeBy, ...queueArgs(keys) ]).then(acquireReply);
+      return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, this.wakeBy, ...queueArgs(keys) ]).then(reply => acquireReply(reply, this.keyPrefix));
     }
     const args = (group: string[]) => [ value, ttl, this.wakeBy, ...queueArgs(group) ];
     const groups = this.slotGroups(keys);
-    if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args(keys)).then(acquireReply);
+    if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args(keys)).then(reply => acquireReply(reply, this.keyPrefix));
     return this.acquireGroups(groups, keys, value, args);
   }
 
@@ -167,7 +173,7 @@ export class LockStore {
   private async acquireGroups(groups: string[][], keys: string[], value: string, args: (group: string[]) => Array<string | number>): Promise<AcquireReply> {
     const tokens = new Map<string, number>();
     for (const [ i, group ] of groups.entries()) {
-      const reply = acquireReply(await this.run('ACQUIRE', this.acquireKeys(group), args(group)));
+      const reply = acquireReply(await this.run('ACQUIRE', this.acquireKeys(group), args(group)), this.keyPrefix);
       if (!reply.granted) {
         if (i > 0) await this.release(groups.slice(0, i).flat(), value);
         return reply;

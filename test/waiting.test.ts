@@ -184,6 +184,27 @@ describe('waiting, singleflight and reentrancy', () => {
     assert.equal(await views[0].get('JOB_LOCKER_resubscribed'), lock.value);
   });
 
+  it('wakes waiters through clients with an ioredis keyPrefix (the wake names the prefixed key)', async () => {
+    const prefixed = () => redlockOn(servers, { clients: [{ host: '127.0.0.1', port: servers[0].port, keyPrefix: 'app:' }] });
+    const [ first, second ] = await Promise.all([ prefixed(), prefixed() ]);
+    try {
+      const held = await first.lock('prefixed', 20000);
+      assert.equal(await views[0].get('app:JOB_LOCKER_prefixed'), held.value);
+      const waiting = second.lock('prefixed', 5000, { waitTimeout: 30000 });
+      while (await views[0].zcard('app:JOB_LOCKER_prefixed:waiters') < 1) await sleep(5);
+      const releasedAt = Date.now();
+      await held.unlock();
+      const lock = await waiting;
+      assert.ok(Date.now() - releasedAt < 10000, `got it ${Date.now() - releasedAt} ms after the release: at the 20 s lease, not woken`);
+      assert.ok(lock.fencingToken > held.fencingToken);
+      const err = await first.lock('prefixed', 1000, { retryCount: 0 }).catch(e => e);
+      assert.equal(err.outcomes[0].key, 'JOB_LOCKER_prefixed', 'outcomes name the lock key, not the prefixed Redis key');
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
   it('falls back to the holder\'s lease when no release is published (a crashed holder, node-redlock)', async () => {
     await views[0].set('JOB_LOCKER_silent', 'f'.repeat(32), 'PX', 400);
     const before = await scriptCalls(views[0]);
