@@ -125,7 +125,9 @@ export function validateConfig(config: RedlockConfig): StoreSource {
   checkInteger('retryJitter', config.retryJitter, 0);
   checkInteger('waitTimeout', config.waitTimeout, 0);
   checkInteger('maxHold', config.maxHold, 1);
-  if (typeof config.fair !== 'boolean') fail('fair', 'a boolean', config.fair);
+  for (const field of [ 'fair', 'app', 'agent' ] as const) {
+    if (typeof config[field] !== 'boolean') fail(field, 'a boolean', config[field]);
+  }
   checkInteger('commandTimeout', config.commandTimeout, 1, MAX_TIMER_MS);
   checkInteger('connectTimeout', config.connectTimeout, 1, MAX_TIMER_MS);
   if (typeof config.driftFactor !== 'number' || !(config.driftFactor >= 0 && config.driftFactor < 0.5)) {
@@ -133,6 +135,7 @@ export function validateConfig(config: RedlockConfig): StoreSource {
   }
   const schedule = config.schedule;
   if (!schedule || typeof schedule !== 'object') fail('schedule', 'an object', schedule);
+  if (typeof schedule.enable !== 'boolean') fail('schedule.enable', 'a boolean', schedule.enable);
   if (schedule.ttl !== undefined) checkInteger('schedule.ttl', schedule.ttl, 1, MAX_TIMER_MS);
   checkInteger('schedule.clockTolerance', schedule.clockTolerance, 0, MAX_TIMER_MS);
   if (schedule.onUnavailable !== 'skip' && schedule.onUnavailable !== 'run') {

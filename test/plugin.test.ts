@@ -140,6 +140,8 @@ describe('Egg plugin', () => {
       [ 'commandTimeout beyond a timer', { clients: [{ port: 1 }], commandTimeout: 2 ** 31 }, /config.redlock.commandTimeout must be an integer between 1 and 2147483647, got 2147483648/ ],
       [ 'keyPrefix on a Cluster', { cluster: { nodes: [{ port: 1 }], keyPrefix: 'app:' } }, /config.redlock.cluster.keyPrefix must be unset on a Redis Cluster \(ioredis would put it before the lock key and its companion keys alike.*CROSSSLOT; use config.redlock.prefix\), got "app:"/ ],
       [ 'keyPrefix on a Cluster node', { cluster: { nodes: [{ port: 1 }], redisOptions: { keyPrefix: 'app:' } } }, /config.redlock.cluster.redisOptions.keyPrefix must be unset on a Redis Cluster/ ],
+      [ 'agent as a string', { clients: [{ port: 1 }], agent: 'false' }, /config.redlock.agent must be a boolean, got "false"/ ],
+      [ 'schedule.enable as a string', { clients: [{ port: 1 }], schedule: { enable: 'no' } }, /config.redlock.schedule.enable must be a boolean, got "no"/ ],
       [ 'driftFactor', { clients: [{ port: 1 }], driftFactor: 2 }, /config.redlock.driftFactor must be a number in \[0, 0.5\)/ ],
       [ 'onUnavailable', { clients: [{ port: 1 }], schedule: { onUnavailable: 'maybe' } }, /config.redlock.schedule.onUnavailable must be 'skip' or 'run'/ ],
       [ 'sentinel name', { sentinel: { sentinels: [{ port: 1 }] } }, /config.redlock.sentinel.name must be the master group name/ ],
