@@ -60,6 +60,14 @@ export type WakeBy = 'publish' | 'spublish' | 'broadcast';
 
 const LOADED = Object.fromEntries(Object.entries(SCRIPTS).map(([ name, lua ]) => [ name, script(lua) ])) as Record<ScriptName, Script>;
 
+/** Waits for every promise, then rethrows the first failure: one slot's node failing does not stop the others. */
+async function settleAll<T>(promises: Array<Promise<T>>): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map(r => (r as PromiseFulfilledResult<T>).value);
+}
+
 function acquireReply(reply: unknown, keyPrefix: string): AcquireReply {
   const [ granted, ...rest ] = reply as [ number, ...Array<string | number> ];
   if (granted === 1) return { granted: true, tokens: rest.map(Number) };
@@ -166,16 +174,24 @@ export class LockStore {
     const args = (group: string[]) => [ value, ttl, this.wakeBy, ...queueArgs(group) ];
     const groups = this.slotGroups(keys);
     if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args(keys)).then(reply => acquireReply(reply, this.keyPrefix));
-    return this.acquireGroups(groups, keys, value, args);
+    return this.acquireGroups(groups, keys, value, args, wake && this.handsOver ? wake : undefined);
   }
 
-  /** A Cluster lock over several slots is taken group by group; the groups already taken are undone on failure. */
-  private async acquireGroups(groups: string[][], keys: string[], value: string, args: (group: string[]) => Array<string | number>): Promise<AcquireReply> {
+  /**
+   * A Cluster lock over several slots is taken group by group. When a group is held, the groups
+   * already taken are undone, and a waiter leaves the queues of the groups after it (joined by an
+   * earlier attempt): there it would take wakes it cannot use from the waiters behind it.
+   */
+  private async acquireGroups(groups: string[][], keys: string[], value: string, args: (group: string[]) => Array<string | number>,
+    wake?: string): Promise<AcquireReply> {
     const tokens = new Map<string, number>();
     for (const [ i, group ] of groups.entries()) {
       const reply = acquireReply(await this.run('ACQUIRE', this.acquireKeys(group), args(group)), this.keyPrefix);
       if (!reply.granted) {
-        if (i > 0) await this.release(groups.slice(0, i).flat(), value);
+        await settleAll([
+          ...groups.slice(0, i).map(taken => this.releaseGroup(taken, value)),
+          ...(wake ? groups.slice(i + 1).map(later => this.leaveGroup(later, wake)) : []),
+        ]);
         return reply;
       }
       group.forEach((key, k) => tokens.set(key, reply.tokens[k]));
@@ -196,7 +212,11 @@ export class LockStore {
       await this.run('LEAVE', [ key, ...this.waiterQueues([ key ]), queue, tickets ], [ this.wakeFor(keys, wake), this.wakeBy, value ]);
       return;
     }
-    for (const group of this.slotGroups(keys)) await this.run('LEAVE', [ ...group, ...this.waiterQueues(group) ], [ this.wakeFor(group, wake), this.wakeBy ]);
+    await settleAll(this.slotGroups(keys).map(group => this.leaveGroup(group, wake)));
+  }
+
+  private leaveGroup(keys: string[], wake: string): Promise<unknown> {
+    return this.run('LEAVE', [ ...keys, ...this.waiterQueues(keys) ], [ this.wakeFor(keys, wake), this.wakeBy ]);
   }
 
   /** How many of `keys` still held `value` and were deleted. */
@@ -209,11 +229,10 @@ export class LockStore {
     return this.run('RELEASE', [ ...keys, ...this.waiterQueues(keys) ], [ value, this.wakeBy ]).then(Number);
   }
 
-  /** A Cluster lock over several slots is released group by group. */
+  /** A Cluster lock over several slots is released in every group, also when one group's node fails. */
   private async releaseGroups(groups: string[][], value: string): Promise<number> {
-    let released = 0;
-    for (const group of groups) released += await this.releaseGroup(group, value);
-    return released;
+    const released = await settleAll(groups.map(group => this.releaseGroup(group, value)));
+    return released.reduce((sum, n) => sum + n, 0);
   }
 
   /** True when every key still held `value` and now has a lease of `ttl` ms. */

@@ -116,6 +116,47 @@ describe('Redis Cluster as one logical node', function() {
     assert.ok(Date.now() - releasedAt < 5000, 'woken by the release, not by the 20 s lease');
   });
 
+  it('a waiter for names in two slots, blocked in one, leaves the other\'s queue: it does not take wakes it cannot use', async () => {
+    const queue = new Cluster([{ host: '127.0.0.1', port: nodes[0].port }]);
+    const third = await connectRedlock(config, new MemoryLogger());
+    try {
+      assert.notEqual(calculateSlot('JOB_LOCKER_pair:a'), calculateSlot('JOB_LOCKER_pair:b'));
+      const b1 = await a.lock('pair:b', 20000);
+      const both = b.lock([ 'pair:a', 'pair:b' ], 5000, { waitTimeout: 30000 }); // queues on pair:b
+      both.catch(() => undefined);
+      while (await queue.zcard('{JOB_LOCKER_pair:b}:waiters') < 1) await sleep(5);
+      const a1 = await a.lock('pair:a', 20000); // now the waiter for both is blocked in pair:a's slot
+      const single = third.lock('pair:b', 5000, { waitTimeout: 30000 });
+      while (await queue.zcard('{JOB_LOCKER_pair:b}:waiters') < 2) await sleep(5);
+      const releasedAt = Date.now();
+      await b1.unlock();
+      await (await single).unlock();
+      assert.ok(Date.now() - releasedAt < 10000, 'the waiter of pair:b alone was woken by the release, not by the 20 s lease');
+      await a1.unlock();
+      await (await both).unlock();
+    } finally {
+      await third.close();
+      queue.disconnect();
+    }
+  });
+
+  it('releases a lock over several slots on every healthy node when one slot\'s node hangs', async () => {
+    const lock = await a.lock([ 'pair:a', 'pair:b' ], 30000);
+    const slot = calculateSlot('JOB_LOCKER_pair:a');
+    const ranges = await views[0].cluster('SLOTS');
+    const port = ranges.find(([ low, high ]) => slot >= low && slot <= high)![2][1];
+    const hung = nodes.find(n => n.port === port)!;
+    hung.pause();
+    try {
+      await assert.rejects(lock.unlock(), /unavailable/);
+    } finally {
+      hung.resume();
+    }
+    const other = await b.tryLock('pair:b', 1000);
+    assert.ok(other, 'pair:b, on a healthy node, was released');
+    await other.unlock();
+  });
+
   it('without sharded pub/sub (a Redis 6 Cluster) still wakes waiters, by broadcast on the key\'s release channel', async () => {
     const [ holder, waiter ] = await Promise.all([ 1, 2 ].map(() => connectRedlock(config, new MemoryLogger())));
     try {
