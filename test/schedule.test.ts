@@ -96,6 +96,8 @@ describe('scheduled jobs under egg-mock', () => {
     try {
       await app.runSchedule('report');
       await app.runSchedule('custom');
+      await assert.rejects(app.redlock.lastRun('report'), /simulated outage/, 'an outage is not "never ran"');
+      await assert.rejects(app.redlock.jobs(), /simulated outage/);
     } finally {
       restore();
     }

@@ -16,19 +16,28 @@ export interface JobRun {
   error?: string;
 }
 
+/** Every node's answer, once all have answered; rejects with the first error when none did. */
+async function fromAnyNode<T>(calls: Array<Promise<T>>): Promise<Array<PromiseSettledResult<T>>> {
+  const results = await Promise.allSettled(calls);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed && results.every(r => r.status === 'rejected')) throw failed.reason;
+  return results;
+}
+
 /** Records outlive their run this long, so a weekly job's last run can still be read. */
 const RECORD_TTL = 30 * 24 * 3600 * 1000;
 
 /** Writes the record on every node that answers; a record is information, not a lock, so no quorum. */
 export async function saveLastRun(stores: LockStore[], prefix: string, run: JobRun): Promise<void> {
-  const results = await Promise.allSettled(stores.map(store => store.setValue(lastRunKey(prefix, run.name), JSON.stringify(run), RECORD_TTL)));
-  const failed = results.find(r => r.status === 'rejected');
-  if (results.every(r => r.status === 'rejected')) throw (failed as PromiseRejectedResult).reason;
+  await fromAnyNode(stores.map(store => store.setValue(lastRunKey(prefix, run.name), JSON.stringify(run), RECORD_TTL)));
 }
 
-/** The newest record any node has for the job, or null when it never ran (or Redis forgot). */
+/**
+ * The newest record any node has for the job, or null when it never ran (or Redis forgot). Rejects
+ * when no node answers: "never ran" must not stand in for "cannot tell".
+ */
 export async function readLastRun(stores: LockStore[], prefix: string, name: string): Promise<JobRun | null> {
-  const values = await Promise.allSettled(stores.map(store => store.getValue(lastRunKey(prefix, name))));
+  const values = await fromAnyNode(stores.map(store => store.getValue(lastRunKey(prefix, name))));
   let newest: JobRun | null = null;
   for (const v of values) {
     if (v.status !== 'fulfilled' || !v.value) continue;
