@@ -151,12 +151,13 @@ export class Redlock implements LockOwner {
     const delay = checkCount(opts.retryDelay ?? this.settings.retryDelay, 'options.retryDelay', 0);
     const jitter = checkCount(opts.retryJitter ?? this.settings.retryJitter, 'options.retryJitter', 0);
     const waitTimeout = checkCount(opts.waitTimeout ?? this.settings.waitTimeout, 'options.waitTimeout', 0);
-    const fair = opts.fair ?? this.settings.fair;
-    if (typeof fair !== 'boolean') throw new TypeError(`[egg-distributed-lock] options.fair must be a boolean, got ${typeof fair}`);
-    if (fair && (names > 1 || this.stores.length > 1)) {
+    if (opts.fair !== undefined && typeof opts.fair !== 'boolean') throw new TypeError(`[egg-distributed-lock] options.fair must be a boolean, got ${typeof opts.fair}`);
+    if (opts.fair && (names > 1 || this.stores.length > 1)) {
       // Independent masters could each put a different waiter first, and then nobody wins a quorum.
       throw new TypeError('[egg-distributed-lock] options.fair needs one name on one logical Redis node (single, Cluster or Sentinel), not several masters');
     }
+    // config.redlock.fair (one logical node: checked at boot) applies where it can: to one name.
+    const fair = opts.fair ?? (this.settings.fair && names === 1);
     const budget = retryCount === 0 ? 0 : waitTimeout || waitBudget(retryCount, delay, jitter);
     // Beyond the longest timer is forever for a wait (the local queue times out a caller by a timer).
     return { budget: budget > MAX_TIMER_MS ? Infinity : budget, delay, jitter, fair };

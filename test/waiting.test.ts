@@ -380,8 +380,19 @@ describe('waiting, singleflight and reentrancy', () => {
     }
   });
 
-  it('refuses fair: true over several names', async () => {
+  it('refuses fair: true over several names, while config.fair leaves them unfair', async () => {
     await assert.rejects(waiter.lock([ 'x', 'y' ], 1000, { fair: true }), /options.fair needs one name on one logical Redis node/);
+    const fairByDefault = await redlockOn(servers, { fair: true });
+    try {
+      const both = await fairByDefault.lock([ 'x', 'y' ], 1000);
+      await both.unlock();
+      assert.equal(await fairByDefault.using([ 'x', 'y' ], 1000, async (_signal, lock) => lock.names.length), 2);
+      const one = await fairByDefault.lock('x', 1000);
+      assert.equal(await views[0].exists('JOB_LOCKER_x:tickets'), 0, 'a fair grant leaves no ticket behind');
+      await one.unlock();
+    } finally {
+      await fairByDefault.close();
+    }
   });
 
   it('at close, a caller queued in this process behind a held lock gives up instead of taking it', async () => {
