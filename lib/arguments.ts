@@ -1,5 +1,8 @@
 /** Checks of API arguments; each error names the argument. */
+import { COMPANIONS } from './keys';
 import { MAX_TIMER_MS } from './timing';
+
+const RESERVED_ENDINGS = Object.values(COMPANIONS);
 
 /** A lease is watched by Node timers, so it can be no longer than the longest one. */
 export const MAX_TTL = MAX_TIMER_MS;
@@ -12,6 +15,10 @@ export function checkName(name: unknown, argument = 'name'): string {
   if (typeof name !== 'string') throw new TypeError(`[egg-distributed-lock] ${argument} must be a string, got ${typeof name}`);
   if (name.length === 0 || name.length > MAX_NAME_LENGTH) {
     throw new RangeError(`[egg-distributed-lock] ${argument} must have 1 to ${MAX_NAME_LENGTH} characters, got ${name.length}`);
+  }
+  if (RESERVED_ENDINGS.some(ending => name.endsWith(ending))) {
+    throw new RangeError(`[egg-distributed-lock] ${argument} must not end in ${RESERVED_ENDINGS.join(', ')} ` +
+      `(the plugin keeps its own keys beside each lock's key under those), got '${name}'`);
   }
   return name;
 }

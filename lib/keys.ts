@@ -6,9 +6,16 @@ export function lockKey(prefix: string, name: string): string {
   return prefix ? `${prefix}_${name}` : name;
 }
 
+/**
+ * The keys the plugin keeps beside a lock key: fencing counter, waiter queue, fair queue and
+ * tickets, a job's last run. A lock name may not end in one (arguments.ts#checkName): `order:fence`
+ * would be the fencing counter of `order`.
+ */
+export const COMPANIONS = { fence: ':fence', waiters: ':waiters', queue: ':queue', tickets: ':tickets', lastRun: ':last' } as const;
+
 /** Where a scheduled job's last run is recorded, beside its lock key. */
 export function lastRunKey(prefix: string, name: string): string {
-  return `${lockKey(prefix, name)}:last`;
+  return `${lockKey(prefix, name)}${COMPANIONS.lastRun}`;
 }
 
 /** The channel a release of `key` is announced on where waiters cannot be queued (a Cluster: scripts.ts ANNOUNCE_FREE). */

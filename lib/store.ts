@@ -1,6 +1,6 @@
 import calculateSlot from 'cluster-key-slot';
 import { Deadlines } from './deadlines';
-import { companionKey, shardedWakeChannel } from './keys';
+import { COMPANIONS, companionKey, shardedWakeChannel } from './keys';
 import { WAITER_QUEUE_SLACK } from './timing';
 import { runScript, script, Script, ScriptName, SCRIPTS } from './scripts';
 
@@ -126,11 +126,11 @@ export class LockStore {
   }
 
   private waiterQueues(keys: string[]): string[] {
-    return keys.map(key => this.companion(key, ':waiters'));
+    return keys.map(key => this.companion(key, COMPANIONS.waiters));
   }
 
   private fairQueueKeys(key: string): string[] {
-    return [ key, this.companion(key, ':queue'), this.companion(key, ':tickets') ];
+    return [ key, this.companion(key, COMPANIONS.queue), this.companion(key, COMPANIONS.tickets) ];
   }
 
   /** Whether a release here wakes only the first queued waiter (not every waiter: see WakeBy). */
@@ -168,7 +168,7 @@ export class LockStore {
     const { wake } = waiting;
     const queueArgs = (group: string[]) => (wake && this.handsOver ? [ this.wakeFor(group, wake), WAITER_QUEUE_SLACK, waiting.queued ? '1' : '0' ] : []);
     if (waiting.fairTicketTtl) {
-      const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], ':fence'), ...this.waiterQueues(keys) ];
+      const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], COMPANIONS.fence), ...this.waiterQueues(keys) ];
       return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, this.wakeBy, ...queueArgs(keys) ]).then(reply => acquireReply(reply, this.keyPrefix));
     }
     const args = (group: string[]) => [ value, ttl, this.wakeBy, ...queueArgs(group) ];
@@ -201,7 +201,7 @@ export class LockStore {
 
   /** The keys ACQUIRE takes: the lock keys, their fencing counters, their waiter queues. */
   private acquireKeys(keys: string[]): string[] {
-    return [ ...keys, ...keys.map(key => this.companion(key, ':fence')), ...this.waiterQueues(keys) ];
+    return [ ...keys, ...keys.map(key => this.companion(key, COMPANIONS.fence)), ...this.waiterQueues(keys) ];
   }
 
   /** A waiter that gives up leaves the queues it joined (and announces a key it finds free). */

@@ -185,6 +185,8 @@ for (const masters of [ 1, 3 ]) {
       await assert.rejects(redlock.lock([], 1000), /names must not be empty/);
       await assert.rejects(redlock.lock([ 'a', 7 as any ], 1000), /names\[1\] must be a string/);
       await assert.rejects(redlock.lock('x'.repeat(2000)), RangeError);
+      await assert.rejects(redlock.lock('order:fence'), /name must not end in :fence, :waiters, :queue, :tickets, :last \(the plugin keeps its own keys beside each lock's key under those\), got 'order:fence'/);
+      await assert.rejects(redlock.lock([ 'a', 'report:last' ]), /names\[1\] must not end in/);
       await assert.rejects(redlock.lock('a', 0), /ttl must be between 1 and/);
       await assert.rejects(redlock.lock('a', 1.5), /ttl must be an integer/);
       await assert.rejects(redlock.lock('a', 100, { retryCount: -2 }), /options.retryCount/);

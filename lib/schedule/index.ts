@@ -35,8 +35,9 @@ function jobOptions(item: ScheduleItem, dirs: string[]): (JobLockOptions & { nam
   if (lock !== undefined && (lock === null || typeof lock !== 'object')) {
     throw new TypeError(`[egg-distributed-lock] ${field} must be false or an object like { name, ttl }, got ${String(lock)}`);
   }
-  const name = lock?.name !== undefined ? checkName(lock.name, `${field}.name`) : jobName(item.key, dirs);
-  if (name === undefined) return undefined; // a plugin's per-machine schedule
+  const derived = lock?.name === undefined ? jobName(item.key, dirs) : undefined;
+  if (lock?.name === undefined && derived === undefined) return undefined; // a plugin's per-machine schedule
+  const name = checkName(lock?.name ?? derived, lock?.name === undefined ? `the job name of ${item.key}` : `${field}.name`);
   if (lock?.ttl !== undefined) checkTtl(lock.ttl, `${field}.ttl`);
   if (lock?.onUnavailable !== undefined && lock.onUnavailable !== 'skip' && lock.onUnavailable !== 'run') {
     throw new TypeError(`[egg-distributed-lock] ${field}.onUnavailable must be 'skip' or 'run', got ${String(lock.onUnavailable)}`);
