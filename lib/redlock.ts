@@ -81,7 +81,7 @@ export class Redlock implements LockOwner {
     private readonly logger: Pick<Logger, 'warn'> = console,
   ) {
     this.wakeChannel = wakeChannel(settings.prefix, newLockValue());
-    this.subscribers = stores.map(store => new ReleaseSubscriber(store, settings.commandTimeout, this.wakeChannel, (key, at) => this.passOn(key, at)));
+    this.subscribers = stores.map(store => new ReleaseSubscriber(store, settings.commandTimeout, this.wakeChannel, (key, at, value) => this.passOn(key, at, value)));
   }
 
   get driftFactor(): number {
@@ -242,11 +242,14 @@ export class Redlock implements LockOwner {
   /**
    * A wake for a key no caller of this client waits for. With N masters every master wakes the
    * waiter, and the later wakes land once it holds the lock: nothing to do. Otherwise its leave did
-   * not reach Redis (or came too late): leave the queue now, which wakes the next waiter if the key is free.
+   * not reach Redis (or came too late): leave the queue now, which wakes the next waiter if the key
+   * is free — and the fair queue too, for the wake's value: a wake forwarded to the head of the fair
+   * queue names the head, here a ticket this client left behind, which would otherwise keep
+   * bouncing wakes with the waiter behind it until it lapses.
    */
-  private passOn(key: string, store: LockStore): void {
+  private passOn(key: string, store: LockStore, value: string): void {
     if (this.heldOn([ key ])) return;
-    store.leaveQueues([ key ], '', { wake: this.wakeChannel }).catch(() => undefined);
+    store.leaveEveryQueue(key, this.wakeChannel, value).catch(() => undefined);
   }
 
   /** The error for a caller that waited its whole budget behind other callers of this process. */

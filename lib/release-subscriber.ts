@@ -31,7 +31,7 @@ export class ReleaseSubscriber {
     private readonly timeoutMs: number,
     readonly wakeChannel: string,
     /** A wake for a key nobody of this client waits for (see `wake`). */
-    private readonly onStray: (key: string, store: LockStore) => void,
+    private readonly onStray: (key: string, store: LockStore, value: string) => void,
   ) {}
 
   /** Whether a wake published now would be heard: the wake channel is subscribed and connected. */
@@ -112,13 +112,14 @@ export class ReleaseSubscriber {
   }
 
   /**
-   * A wake, `<released value>\n<key>` (the value is only there for whoever reads MONITOR): for this
-   * client's waiter of the key, else a stray.
+   * A wake, `<value>\n<key>` (the released value, or a fair waiter's forwarded to the head of the
+   * fair queue): for this client's waiter of the key, else a stray.
    */
   private wake(message: string): void {
-    const key = message.slice(message.indexOf('\n') + 1 + this.store.keyPrefix.length);
+    const split = message.indexOf('\n');
+    const key = message.slice(split + 1 + this.store.keyPrefix.length);
     const listeners = this.waiters.get(key);
-    if (!listeners) return this.onStray(key, this.store);
+    if (!listeners) return this.onStray(key, this.store, message.slice(0, split));
     for (const listener of listeners) listener();
   }
 

@@ -147,7 +147,8 @@ local pttl = holder and redis.call('pttl', KEYS[1]) or 0
 if ARGV[5] then join_waiters(KEYS[5], ARGV[5], pttl, ARGV[6]) end
 if holder then return { 0, KEYS[1], holder, pttl } end
 local head_wake = string.match(redis.call('hget', KEYS[3], head), ' (.+)$')
-if head_wake and ARGV[4] ~= 'broadcast' then redis.call(ARGV[4], head_wake, '\\n' .. KEYS[1]) end
+-- the head's own value: a client with no waiter for the key left a ticket behind, and drops it (Redlock#passOn)
+if head_wake and ARGV[4] ~= 'broadcast' then redis.call(ARGV[4], head_wake, head .. '\\n' .. KEYS[1]) end
 return { 0, KEYS[1], head, -3 }`;
 
 /**

@@ -207,12 +207,14 @@ export class LockStore {
   /** A waiter that gives up leaves the queues it joined (and announces a key it finds free). */
   async leaveQueues(keys: string[], value: string, waiting: WaitingAttempt): Promise<void> {
     const wake = waiting.wake ?? '';
-    if (waiting.fairTicketTtl) {
-      const [ key, queue, tickets ] = this.fairQueueKeys(keys[0]);
-      await this.run('LEAVE', [ key, ...this.waiterQueues([ key ]), queue, tickets ], [ this.wakeFor(keys, wake), this.wakeBy, value ]);
-      return;
-    }
+    if (waiting.fairTicketTtl) return this.leaveEveryQueue(keys[0], wake, value);
     await settleAll(this.slotGroups(keys).map(group => this.leaveGroup(group, wake)));
+  }
+
+  /** Leaves the waiter queue of `key` and, for `value`, its fair queue; announces the key if it is free. */
+  async leaveEveryQueue(key: string, wake: string, value: string): Promise<void> {
+    const [ , queue, tickets ] = this.fairQueueKeys(key);
+    await this.run('LEAVE', [ key, ...this.waiterQueues([ key ]), queue, tickets ], [ this.wakeFor([ key ], wake), this.wakeBy, value ]);
   }
 
   private leaveGroup(keys: string[], wake: string): Promise<unknown> {

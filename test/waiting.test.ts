@@ -380,6 +380,34 @@ describe('waiting, singleflight and reentrancy', () => {
     }
   });
 
+  it('with fair: true, a ticket left behind by a live client (its leave was lost) is dropped at the first wake, not bounced until it lapses', async () => {
+    const fairWaiter = await redlockOn(servers);
+    try {
+      const held = await holder.lock('fair-lost', 30000);
+      const store: any = waiter.stores[0];
+      store.leaveQueues = () => { // lost once, as on a slow link
+        delete store.leaveQueues;
+        return Promise.reject(new Error('timed out'));
+      };
+      const quitter = waiter.lock('fair-lost', 30000, { fair: true, waitTimeout: 500 }).catch(e => e);
+      while (await views[0].zcard('JOB_LOCKER_fair-lost:queue') < 1) await sleep(5);
+      const next = fairWaiter.lock('fair-lost', 30000, { fair: true, waitTimeout: 20000 });
+      while (await views[0].zcard('JOB_LOCKER_fair-lost:queue') < 2) await sleep(5);
+      assert.ok(await quitter instanceof LockBusyError);
+      assert.equal(await views[0].zcard('JOB_LOCKER_fair-lost:queue'), 2, 'its ticket stayed');
+      const scriptsBefore = await scriptCalls(views[0]);
+      const releasedAt = Date.now();
+      await held.unlock();
+      const lock = await next;
+      const scripts = await scriptCalls(views[0]) - scriptsBefore;
+      assert.ok(Date.now() - releasedAt < 2500, `granted ${Date.now() - releasedAt} ms after the release: at the 5 s ticket lapse`);
+      assert.ok(scripts < 20, `${scripts} lock scripts for one hand-over: wakes bounced between the two clients`);
+      await lock.unlock();
+    } finally {
+      await fairWaiter.close();
+    }
+  });
+
   it('refuses fair: true over several names, while config.fair leaves them unfair', async () => {
     await assert.rejects(waiter.lock([ 'x', 'y' ], 1000, { fair: true }), /options.fair needs one name on one logical Redis node/);
     const fairByDefault = await redlockOn(servers, { fair: true });
