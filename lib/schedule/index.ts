@@ -28,21 +28,22 @@ interface ScheduleWorker {
 const LOCKED = Symbol('egg-distributed-lock#locked');
 
 /** The lock options of one task, checked; undefined when the task is not locked. */
-function jobOptions(item: ScheduleItem, dirs: string[]): (JobLockOptions & { name: string }) | undefined {
+function jobOptions(item: ScheduleItem, dirs: string[]): (JobLockOptions & { name: string; fromPath: boolean }) | undefined {
   const { type, lock } = item.schedule;
   if (type !== 'worker' || lock === false) return undefined;
   const field = `schedule.lock of ${item.key}`;
   if (lock !== undefined && (lock === null || typeof lock !== 'object')) {
     throw new TypeError(`[egg-distributed-lock] ${field} must be false or an object like { name, ttl }, got ${String(lock)}`);
   }
-  const derived = lock?.name === undefined ? jobName(item.key, dirs) : undefined;
-  if (lock?.name === undefined && derived === undefined) return undefined; // a plugin's per-machine schedule
-  const name = checkName(lock?.name ?? derived, lock?.name === undefined ? `the job name of ${item.key}` : `${field}.name`);
+  const fromPath = lock?.name === undefined;
+  const name = fromPath ? jobName(item.key, dirs) : lock!.name;
+  if (name === undefined) return undefined; // a plugin's per-machine schedule
+  checkName(name, fromPath ? `the job name of ${item.key}` : `${field}.name`);
   if (lock?.ttl !== undefined) checkTtl(lock.ttl, `${field}.ttl`);
   if (lock?.onUnavailable !== undefined && lock.onUnavailable !== 'skip' && lock.onUnavailable !== 'run') {
     throw new TypeError(`[egg-distributed-lock] ${field}.onUnavailable must be 'skip' or 'run', got ${String(lock.onUnavailable)}`);
   }
-  return { ...lock, name };
+  return { ...lock, name, fromPath };
 }
 
 /**
@@ -75,7 +76,7 @@ export function lockAppSchedules(app: Application): void {
   const wrap = (item: ScheduleItem) => {
     const options = jobOptions(item, dirs);
     if (!options || (item.task as any)[LOCKED]) return;
-    if (options.name === jobName(item.key, dirs)) claimName(fileOf, options.name, item.key, redlock.key(options.name));
+    if (options.fromPath) claimName(fileOf, options.name, item.key, redlock.key(options.name));
     const job = {
       name: options.name,
       ttl: options.ttl ?? config.ttl ?? app.config.redlock.ttl, // schedule.ttl can be unset by a user's config
