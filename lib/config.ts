@@ -85,8 +85,9 @@ function fail(field: string, expected: string, got: unknown): never {
   throw new TypeError(`${PREFIX} config.redlock.${field} must be ${expected}, got ${describe(got)}`);
 }
 
+/** A config value as an error shows it: never the credentials of a URL (`redis://user:pass@host`). */
 function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return JSON.stringify(value.replace(/\/\/[^/@]*@/, '//***@'));
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (value === null || typeof value !== 'object') return String(value);
   return 'an object';

@@ -134,6 +134,8 @@ describe('Egg plugin', () => {
       [ 'no store', {}, /config.redlock must set exactly one of 'clients', 'cluster', 'sentinel' or 'redis', got none/ ],
       [ 'two stores', { clients: [{ port: 1 }], redis: 'default' }, /exactly one of .* got 'clients' and 'redis'/ ],
       [ 'empty clients', { clients: [] }, /config.redlock.clients must be a non-empty array/ ],
+      [ 'a URL instead of { host, port }, its password hidden', { clients: [ 'redis://admin:S3cretPass@10.0.0.1:6379/0' ] },
+        /config.redlock.clients\[0\] must be an object like \{ host, port \}, got "redis:\/\/\*\*\*@10.0.0.1:6379\/0"$/ ],
       [ 'bad port', { clients: [{ host: '127.0.0.1', port: 'x' }] }, /config.redlock.clients\[0\].port must be an integer between 1 and 65535, got "x"/ ],
       [ 'negative ttl', { clients: [{ port: 1 }], ttl: -1 }, /config.redlock.ttl must be an integer between 1 and \d+, got -1/ ],
       [ 'fractional ttl', { clients: [{ port: 1 }], ttl: 1.5 }, /config.redlock.ttl must be an integer/ ],
