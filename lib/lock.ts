@@ -66,6 +66,8 @@ export class Lock {
   async extend(ttl: number): Promise<this> {
     checkTtl(ttl);
     if (this.released) throw new LockLostError(this.keys, 'it was already released');
+    // Past its lease this process has let it go (the next local caller may have its turn), even if the key lingers.
+    if (!this.isHeld) throw new LockLostError(this.keys, 'its lease had already run out');
     const result = await extendQuorum(this.owner.stores, this.keys, this.value, ttl, this.owner.driftFactor);
     if (result.granted) {
       this.expiration = result.expiration;

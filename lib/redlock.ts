@@ -3,7 +3,7 @@ import type { Logger } from './boot';
 import type { RedlockConfig } from './config';
 import { Alarm } from './alarm';
 import { Doorbell } from './doorbell';
-import { LockBusyError, LockError, LockUnavailableError, NodeOutcome } from './errors';
+import { LockBusyError, LockError, LockLostError, LockUnavailableError, NodeOutcome } from './errors';
 import { lockKey, newLockValue, OWNER, wakeChannel } from './keys';
 import { keepAlive } from './lease';
 import { LocalQueue } from './local-queue';
@@ -308,21 +308,38 @@ export class Redlock implements LockOwner {
     const outer = this.leaseSignals.get(lock);
     const lease = outer ? undefined : this.keepAlive(lock, ttl, maxHold);
     const signal = outer ?? lease!.signal;
+    let released: boolean | undefined;
+    const release = () => lock.unlock().catch((err: Error) => {
+      this.logger.warn('[egg-distributed-lock] release of %s failed: %s', lock.key, err.message);
+      return true; // unknown, not known lost: the lease runs out by itself
+    });
     try {
       const result = await runHolding(lock, () => routine(signal, lock));
+      lease?.stop();
       if (signal.aborted) throw signal.reason;
+      // A routine whose last step blocked the event loop past the lease returns before any timer could say so.
+      if (!lock.isHeld) throw new LockLostError(lock.keys, 'its lease ran out while the routine ran (the event loop was blocked past it)');
+      released = await release();
+      if (!released) throw new LockLostError(lock.keys, 'another client held it when the routine ended');
       return result;
     } finally {
       lease?.stop();
-      await lock.unlock().catch((err: Error) => this.logger.warn('[egg-distributed-lock] release of %s failed: %s', lock.key, err.message));
+      if (released === undefined) await release();
     }
   }
 
-  /** Extends `lock` while a using() runs; its signal is aborted the moment the lease is lost. */
+  /**
+   * Extends `lock` while a using() runs; its signal is aborted the moment the lease is lost, or when
+   * the client closes under the routine (close() releases the lock).
+   */
   private keepAlive(lock: Lock, ttl: number, maxHold: number): { signal: AbortSignal; stop: () => void } {
     const controller = new AbortController();
     const stop = keepAlive(lock, ttl, maxHold, err => controller.abort(err));
     this.leaseSignals.set(lock, controller.signal);
+    this.endAtClose(lock, () => {
+      controller.abort(new LockLostError(lock.keys, 'the lock client is closing and released it'));
+      return lock.unlock(true);
+    });
     return {
       signal: controller.signal,
       stop: () => {

@@ -169,6 +169,46 @@ for (const masters of [ 1, 3 ]) {
       for (const view of views) assert.equal(await view.get('JOB_LOCKER_stolen'), 'someone-else', 'the new holder keeps it');
     });
 
+    it('rejects using() whose routine ended after its lease without a timer noticing (a blocked event loop, a takeover)', async () => {
+      const blocked = await redlock.using('blocked', 100, () => {
+        const until = Date.now() + 250;
+        while (Date.now() < until); // the routine's last step blocks the event loop past the lease
+        return 'committed';
+      }).catch(e => e);
+      assert.ok(blocked instanceof LockLostError, `using() gave ${blocked}`);
+      assert.match(blocked.message, /its lease ran out while the routine ran/);
+
+      const taken = await redlock.using('taken-at-end', 5000, async () => {
+        for (const view of views) await view.set('JOB_LOCKER_taken-at-end', 'someone-else', 'PX', 5000);
+        return 'committed'; // returns before any extension could notice
+      }).catch(e => e);
+      assert.ok(taken instanceof LockLostError, `using() gave ${taken}`);
+      assert.match(taken.message, /another client held it when the routine ended/);
+      for (const view of views) assert.equal(await view.get('JOB_LOCKER_taken-at-end'), 'someone-else');
+    });
+
+    it('aborts a running using() when the client closes (close releases its lock), and using() rejects', async () => {
+      const running = redlock.using('closing-using', 5000, signal => new Promise((_, reject) => {
+        signal.addEventListener('abort', () => reject(signal.reason));
+      })).catch(e => e);
+      await sleep(100);
+      await redlock.close();
+      const err = await running;
+      assert.ok(err instanceof LockLostError, String(err));
+      assert.match(err.message, /the lock client is closing and released it/);
+      for (const view of views) assert.equal(await view.exists('JOB_LOCKER_closing-using'), 0);
+    });
+
+    it('does not extend a lease that already ran out here, even if its key lingers in Redis', async () => {
+      const lock = await redlock.lock('lapsed', 100);
+      for (const view of views) await view.pexpire('JOB_LOCKER_lapsed', 5000); // the key outlives the local lease
+      await sleep(150);
+      const err = await lock.extend(60000).catch(e => e);
+      assert.ok(err instanceof LockLostError, `extend() gave ${err?.constructor?.name}`);
+      assert.match(err.message, /its lease had already run out/);
+      for (const view of views) assert.ok(await view.pttl('JOB_LOCKER_lapsed') < 10000, 'not extended in Redis');
+    });
+
     it('stops extending at maxHold', async () => {
       const start = Date.now();
       const err = await redlock.using('runaway', 200, signal => new Promise((_, reject) => {

@@ -114,7 +114,8 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
       throw err;
     } finally {
       stop();
-      if (controller.signal.aborted) outcome = 'lease-lost';
+      // !isHeld: the task's last step blocked the event loop past the lease, before any timer could tell.
+      if (controller.signal.aborted || !lock.isHeld) outcome = 'lease-lost';
       const durationMs = Date.now() - startedAt;
       logger.info(`${fire} ${await end()} after ${durationMs} ms (${outcome})`);
       await saveLastRun(redlock.stores, redlock.settings.prefix, {
