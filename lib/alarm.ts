@@ -1,4 +1,4 @@
-import { MAX_TIMER_MS } from './timing';
+import { MAX_TIMER_MS, steadyNow } from './timing';
 
 /**
  * One timer for many deadlines: it rings once by the earliest time it was set for, then may be set
@@ -12,7 +12,7 @@ export class Alarm {
 
   constructor(private readonly ring: () => void) {}
 
-  /** Makes sure it rings by `at` (epoch ms). */
+  /** Makes sure it rings by `at` (ms on the steady clock, timing.ts#steadyNow). */
   setBy(at: number): void {
     if (at >= this.at) return;
     clearTimeout(this.timer);
@@ -20,7 +20,7 @@ export class Alarm {
     this.timer = setTimeout(() => {
       this.at = Infinity;
       this.ring();
-    }, Math.min(at - Date.now(), MAX_TIMER_MS)); // rung early, its owner re-checks and sets it again
+    }, Math.min(at - steadyNow(), MAX_TIMER_MS)); // rung early, its owner re-checks and sets it again
     this.timer.unref();
   }
 

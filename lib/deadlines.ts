@@ -1,4 +1,5 @@
 import { Alarm } from './alarm';
+import { steadyNow } from './timing';
 
 /** A call still waiting for its answer, and how to fail it; linked to the other calls in flight. */
 interface Pending {
@@ -24,7 +25,7 @@ export class Deadlines {
   /** `reply`, or a rejection once the time limit has passed. */
   bound<T>(reply: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const call: Pending = { due: Date.now() + this.ms, reject, prev: undefined, next: this.first };
+      const call: Pending = { due: steadyNow() + this.ms, reject, prev: undefined, next: this.first };
       if (this.first) this.first.prev = call;
       this.first = call;
       this.alarm.setBy(call.due);
@@ -45,7 +46,7 @@ export class Deadlines {
 
   /** Fails the calls that are due, and waits for the next one that is not. */
   private expire(): void {
-    const now = Date.now();
+    const now = steadyNow();
     let next = Infinity;
     for (let call = this.first; call;) {
       const after = call.next;

@@ -1,7 +1,7 @@
 import { Alarm } from './alarm';
 import { LockLostError } from './errors';
 import type { Lock } from './lock';
-import { extensionDue } from './timing';
+import { extensionDue, steadyNow } from './timing';
 
 /**
  * Keeps a lock's lease alive while work runs: extends it half-way through each remaining lease,
@@ -10,7 +10,7 @@ import { extensionDue } from './timing';
  * extension is cut to end at `maxHold`). Returns a function that stops it.
  */
 export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err: LockLostError) => void): () => void {
-  const holdUntil = Date.now() + maxHold;
+  const holdUntil = steadyNow() + maxHold;
   let capped = false;
   let stopped = false;
   let extendTimer: NodeJS.Timeout | undefined;
@@ -31,7 +31,7 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
   const scheduleExtension = () => {
     if (stopped || capped) return;
     extendTimer = setTimeout(async () => {
-      const wanted = holdUntil - Date.now();
+      const wanted = holdUntil - steadyNow();
       capped = wanted <= ttl;
       try {
         if (wanted > 0) await lock.extend(Math.min(ttl, wanted));
@@ -41,7 +41,7 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
         capped = false;
       }
       scheduleExtension();
-    }, Math.max(10, extensionDue(Date.now(), lock.expiration)));
+    }, Math.max(10, extensionDue(steadyNow(), lock.expiration)));
   };
 
   scheduleExtension();

@@ -1,3 +1,5 @@
+import { steadyNow } from './timing';
+
 /**
  * Singleflight inside one process: callers that want the same key take turns in arrival order, so
  * only the head of each queue talks to Redis and everyone behind it waits here, at no Redis cost.
@@ -15,7 +17,7 @@ export class LocalQueue {
 
   /**
    * Takes the turn for every key (in the given, sorted, order so two callers cannot deadlock),
-   * waiting until `deadline` (epoch ms). Resolves to a function that gives the turns back, or to
+   * waiting until `deadline` (ms on the steady clock, timing.ts#steadyNow). Resolves to a function that gives the turns back, or to
    * null when the deadline passed first (holding no turn).
    */
   async enter(keys: string[], deadline: number): Promise<(() => void) | null> {
@@ -44,12 +46,12 @@ export class LocalQueue {
       this.queues.set(key, []);
       return Promise.resolve(true);
     }
-    if (deadline <= Date.now()) return Promise.resolve(false);
+    if (deadline <= steadyNow()) return Promise.resolve(false);
     return new Promise(resolve => {
       const timer = deadline === Infinity ? undefined : setTimeout(() => {
         waiting.splice(waiting.indexOf(turn), 1);
         resolve(false);
-      }, deadline - Date.now());
+      }, deadline - steadyNow());
       const turn = (granted: boolean) => {
         clearTimeout(timer);
         resolve(granted);

@@ -2,6 +2,7 @@ import { LockLostError, LockUnavailableError } from './errors';
 import { extendQuorum, releaseQuorum, unreachable } from './quorum';
 import type { LockStore } from './store';
 import { checkTtl } from './arguments';
+import { steadyNow } from './timing';
 
 /** What a Lock needs from the client that made it. */
 export interface LockOwner {
@@ -25,7 +26,10 @@ export class Lock {
     readonly keys: string[],
     /** The random owner value stored in every key. */
     readonly value: string,
-    /** Epoch ms at which the lease ends unless extended (clock drift already taken off). */
+    /**
+     * When the lease ends unless extended (clock drift already taken off), in epoch-scale ms of this
+     * process's steady clock (timing.ts#steadyNow), which does not follow steps of the wall clock.
+     */
     public expiration: number,
     /** Fencing token of each name, in `names` order: strictly increasing per name across holders. */
     readonly fencingTokens: number[],
@@ -51,12 +55,12 @@ export class Lock {
 
   /** Whether this process still holds it: not released, and the lease has not run out. */
   get isHeld(): boolean {
-    return !this.released && this.expiration > Date.now();
+    return !this.released && this.expiration > steadyNow();
   }
 
   /** Milliseconds left on the lease by this process's clock; 0 once it has run out. */
   get remainingMs(): number {
-    return Math.max(0, this.expiration - Date.now());
+    return Math.max(0, this.expiration - steadyNow());
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { NodeOutcome } from './errors';
 import type { LockStore, WaitingAttempt } from './store';
 import { holderOf } from './keys';
-import { leaseEnd, quorum } from './timing';
+import { leaseEnd, quorum, steadyNow } from './timing';
 
 /**
  * The Redlock algorithm over N logical nodes as plain functions: ask every node at once, count the
@@ -17,7 +17,7 @@ export interface QuorumResult {
    * long as the masters' clocks agree better than the time between the two acquisitions.
    */
   tokens?: number[];
-  /** When the lease ends by this process's clock (drift already taken off). */
+  /** When the lease ends by this process's steady clock (drift already taken off; timing.ts#steadyNow). */
   expiration: number;
   outcomes: NodeOutcome[];
 }
@@ -66,7 +66,7 @@ function granted(outcomes: NodeOutcome[]): boolean {
 
 export async function acquireQuorum(stores: LockStore[], keys: string[], value: string, ttl: number, driftFactor: number,
   waiting?: WaitingAttempt): Promise<QuorumResult> {
-  const startedAt = Date.now();
+  const startedAt = steadyNow();
   const tokens = keys.map(() => 0);
   const outcomes = await askEveryNode(stores, store => store.acquire(keys, value, ttl, waiting).then(reply => {
     if (reply.granted) {
@@ -78,19 +78,19 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
     return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
   }), true);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
-  if (granted(outcomes) && expiration > Date.now()) return { granted: true, expiration, outcomes, tokens: [ ...tokens ] };
+  if (granted(outcomes) && expiration > steadyNow()) return { granted: true, expiration, outcomes, tokens: [ ...tokens ] };
   // A failed attempt may still hold some nodes (or be about to): release everywhere, owner-checked.
   if (outcomes.some(o => o.status !== 'held')) await releaseQuorum(stores, keys, value);
   return { granted: false, expiration, outcomes };
 }
 
 export async function extendQuorum(stores: LockStore[], keys: string[], value: string, ttl: number, driftFactor: number): Promise<QuorumResult> {
-  const startedAt = Date.now();
+  const startedAt = steadyNow();
   const outcomes = await askEveryNode(stores, async store => ({
     status: await store.extend(keys, value, ttl) ? 'granted' : 'held',
   }), true);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
-  return { granted: granted(outcomes) && expiration > Date.now(), expiration, outcomes };
+  return { granted: granted(outcomes) && expiration > steadyNow(), expiration, outcomes };
 }
 
 /** `granted` when a quorum of nodes still held the lock and deleted it. */

@@ -13,7 +13,7 @@ import { heldHere, partlyHeldHere, runHolding } from './reentrancy';
 import { ReleaseSubscriber } from './release-subscriber';
 import { JobRun, readLastRun } from './schedule/last-run';
 import type { LockStore, WaitingAttempt } from './store';
-import { FAIR_TICKET_TTL, MAX_TIMER_MS, quorum, retryDelay, waitBudget } from './timing';
+import { FAIR_TICKET_TTL, MAX_TIMER_MS, quorum, retryDelay, steadyNow, waitBudget } from './timing';
 
 /** Per-call overrides of the retry settings in `config.redlock`. */
 export interface LockOptions {
@@ -107,7 +107,7 @@ export class Redlock implements LockOwner {
     const sorted = checkNames(names);
     checkTtl(ttl);
     const plan = options === undefined && sorted.length === 1 ? this.defaultPlan : this.waitPlan(checkOptions<LockOptions>(options), sorted.length);
-    const deadline = Date.now() + plan.budget;
+    const deadline = steadyNow() + plan.budget;
     const keys = sorted.map(n => this.key(n));
     if (this.closed) throw closedError(keys);
 
@@ -180,7 +180,7 @@ export class Redlock implements LockOwner {
   private async acquire(names: string[], keys: string[], ttl: number, deadline: number, plan: WaitPlan): Promise<Lock> {
     const value = newLockValue();
     let first: QuorumResult | undefined;
-    if (!plan.fair && (deadline <= Date.now() || !this.listening)) {
+    if (!plan.fair && (deadline <= steadyNow() || !this.listening)) {
       first = await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor);
       if (first.granted) return new Lock(this, names, keys, value, first.expiration, first.tokens!);
     }
@@ -201,7 +201,7 @@ export class Redlock implements LockOwner {
     };
     let granted = false;
     try {
-      if (!first && deadline > Date.now() && this.listening) await watch();
+      if (!first && deadline > steadyNow() && this.listening) await watch();
       for (let attempt = 1; ; attempt++) {
         if (!first && this.closed) throw closedError(keys); // woken by close(): no further attempt
         const result = first ?? await acquireQuorum(this.stores, keys, value, ttl, this.driftFactor, waiting);
@@ -212,7 +212,7 @@ export class Redlock implements LockOwner {
         }
         if (waiting?.wake && !waiting.queued) waiting = { ...waiting, queued: true };
         const error = failure(keys, result.outcomes, attempt);
-        const left = deadline - Date.now();
+        const left = deadline - steadyNow();
         if (left <= 0 || this.closed) throw error;
         if (!(error instanceof LockBusyError)) {
           await bell.wait(Math.min(retryDelay(plan.delay, plan.jitter), left));

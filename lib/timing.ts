@@ -1,5 +1,14 @@
 /** The timing math of the Redlock algorithm, in one place. */
 
+/**
+ * Milliseconds on this process's steady clock, on the epoch scale. Leases, command time limits and
+ * waits are timed with it, not with Date.now(): a wall clock stepped back (NTP, a VM resumed) would
+ * otherwise stretch a lease this process believes it still holds, or a command's time limit.
+ */
+export function steadyNow(): number {
+  return Math.floor(performance.timeOrigin + performance.now()); // whole ms, as Date.now(): durations derived from it are ttls
+}
+
 /** The longest delay Node's timers take (~24.8 days): a longer one fires after 1 ms instead. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 

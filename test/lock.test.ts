@@ -209,6 +209,32 @@ for (const masters of [ 1, 3 ]) {
       for (const view of views) assert.ok(await view.pttl('JOB_LOCKER_lapsed') < 10000, 'not extended in Redis');
     });
 
+    it('times its lease and its command time limits by a steady clock: a wall clock stepped back a minute changes neither', async () => {
+      const wallClock = Date.now;
+      const stepBack = () => { Date.now = () => wallClock() - 60000; }; // NTP steps the clock back
+      try {
+        const lock = await redlock.lock('stepped-back', 200);
+        stepBack();
+        assert.ok(lock.remainingMs <= 200, `${lock.remainingMs} ms left of a 200 ms lease`);
+        await sleep(250);
+        assert.equal(lock.isHeld, false, 'its lease ran out on time');
+        Date.now = wallClock;
+
+        servers.forEach(s => s.pause()); // commands in flight on hung nodes must still fail at their time limit
+        const started = performance.now();
+        const attempt = redlock.lock('stepped-back-hung', 1000, { retryCount: 0 }).catch(e => e);
+        await sleep(50);
+        stepBack(); // while the commands are in flight
+        const err = await attempt;
+        assert.ok(performance.now() - started < 10000, `the 500 ms command time limit took ${performance.now() - started} ms`);
+        assert.ok(err instanceof LockUnavailableError, `lock() gave ${err?.constructor?.name}`);
+        assert.match(err.message, /timed out after 500 ms/);
+      } finally {
+        Date.now = wallClock;
+        servers.forEach(s => s.resume());
+      }
+    });
+
     it('stops extending at maxHold', async () => {
       const start = Date.now();
       const err = await redlock.using('runaway', 200, signal => new Promise((_, reject) => {
