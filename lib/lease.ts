@@ -41,7 +41,7 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
         capped = false;
       }
       scheduleExtension();
-    }, Math.max(10, extensionDue(steadyNow(), lock.expiration)));
+    }, Math.max(1, extensionDue(steadyNow(), lock.expiration)));
   };
 
   scheduleExtension();

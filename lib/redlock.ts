@@ -13,7 +13,7 @@ import { heldHere, partlyHeldHere, runHolding } from './reentrancy';
 import { ReleaseSubscriber } from './release-subscriber';
 import { JobRun, readLastRun } from './schedule/last-run';
 import type { LockStore, WaitingAttempt } from './store';
-import { FAIR_TICKET_TTL, MAX_TIMER_MS, quorum, retryDelay, steadyNow, waitBudget } from './timing';
+import { clockDrift, FAIR_TICKET_TTL, MAX_TIMER_MS, quorum, retryDelay, steadyNow, waitBudget } from './timing';
 
 /** Per-call overrides of the retry settings in `config.redlock`. */
 export interface LockOptions {
@@ -106,6 +106,10 @@ export class Redlock implements LockOwner {
   async lock(names: string | string[], ttl: number = this.settings.ttl, options?: LockOptions): Promise<Lock> {
     const sorted = checkNames(names);
     checkTtl(ttl);
+    if (clockDrift(ttl, this.driftFactor) >= ttl) {
+      throw new RangeError(`[egg-distributed-lock] ttl must be more than the clock-drift allowance (${clockDrift(ttl, this.driftFactor)} ms ` +
+        `for driftFactor ${this.driftFactor}: such a lease is over before it is granted), got ${ttl}`);
+    }
     const plan = options === undefined && sorted.length === 1 ? this.defaultPlan : this.waitPlan(checkOptions<LockOptions>(options), sorted.length);
     const deadline = steadyNow() + plan.budget;
     const keys = sorted.map(n => this.key(n));

@@ -255,6 +255,7 @@ for (const masters of [ 1, 3 ]) {
       await assert.rejects(redlock.lock([ 'a', 'report:last' ]), /names\[1\] must not end in/);
       await assert.rejects(redlock.lock('a', 0), /ttl must be between 1 and/);
       await assert.rejects(redlock.lock('a', 1.5), /ttl must be an integer/);
+      await assert.rejects(redlock.lock('a', 2), /ttl must be more than the clock-drift allowance \(2 ms for driftFactor 0.01: such a lease is over before it is granted\), got 2/);
       await assert.rejects(redlock.lock('a', 100, { retryCount: -2 }), /options.retryCount/);
       await assert.rejects(redlock.lock('a', 100, 'fast' as any), /options must be an object/);
       await assert.rejects(redlock.using('a', 100, undefined as any), /routine must be a function/);
