@@ -17,8 +17,8 @@ export class LocalQueue {
 
   /**
    * Takes the turn for every key (in the given, sorted, order so two callers cannot deadlock),
-   * waiting until `deadline` (ms on the steady clock, timing.ts#steadyNow). Resolves to a function that gives the turns back, or to
-   * null when the deadline passed first (holding no turn).
+   * waiting until `deadline` (ms on the steady clock, timing.ts#steadyNow). Resolves to a function
+   * that gives the turns back, or to null when the deadline passed first (holding no turn).
    */
   async enter(keys: string[], deadline: number): Promise<(() => void) | null> {
     for (const [ i, key ] of keys.entries()) {

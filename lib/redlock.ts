@@ -106,8 +106,9 @@ export class Redlock implements LockOwner {
   async lock(names: string | string[], ttl: number = this.settings.ttl, options?: LockOptions): Promise<Lock> {
     const sorted = checkNames(names);
     checkTtl(ttl);
-    if (clockDrift(ttl, this.driftFactor) >= ttl) {
-      throw new RangeError(`[egg-distributed-lock] ttl must be more than the clock-drift allowance (${clockDrift(ttl, this.driftFactor)} ms ` +
+    const drift = clockDrift(ttl, this.driftFactor);
+    if (drift >= ttl) {
+      throw new RangeError(`[egg-distributed-lock] ttl must be more than the clock-drift allowance (${drift} ms ` +
         `for driftFactor ${this.driftFactor}: such a lease is over before it is granted), got ${ttl}`);
     }
     const plan = options === undefined && sorted.length === 1 ? this.defaultPlan : this.waitPlan(checkOptions<LockOptions>(options), sorted.length);
