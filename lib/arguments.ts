@@ -1,6 +1,6 @@
 /** Checks of API arguments; each error names the argument. */
 import { COMPANIONS } from './keys';
-import { MAX_TIMER_MS } from './timing';
+import { clockDrift, MAX_TIMER_MS } from './timing';
 
 const RESERVED_ENDINGS = Object.values(COMPANIONS);
 
@@ -39,6 +39,17 @@ export function checkTtl(ttl: unknown, argument = 'ttl'): number {
   }
   if (ttl < 1 || ttl > MAX_TTL) throw new RangeError(`[egg-distributed-lock] ${argument} must be between 1 and ${MAX_TTL} ms, got ${ttl}`);
   return ttl;
+}
+
+/** A lease's ttl: also longer than the clock-drift allowance, or the lease would be over before it is granted. */
+export function checkLeaseTtl(ttl: unknown, driftFactor: number): number {
+  checkTtl(ttl);
+  const drift = clockDrift(ttl as number, driftFactor);
+  if (drift >= (ttl as number)) {
+    throw new RangeError(`[egg-distributed-lock] ttl must be more than the clock-drift allowance (${drift} ms ` +
+      `for driftFactor ${driftFactor}: such a lease is over before it is granted), got ${ttl}`);
+  }
+  return ttl as number;
 }
 
 export function checkFunction(fn: unknown, argument: string): void {

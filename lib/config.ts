@@ -87,7 +87,7 @@ function fail(field: string, expected: string, got: unknown): never {
 
 /** A config value as an error shows it: never the credentials of a URL (`redis://user:pass@host`). */
 function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.replace(/\/\/[^/@]*@/, '//***@'));
+  if (typeof value === 'string') return JSON.stringify(value.replace(/\/\/\S*@/, '//***@')); // to the last @, as ioredis splits
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (value === null || typeof value !== 'object') return String(value);
   return 'an object';
@@ -169,8 +169,9 @@ export function validateConfig(config: RedlockConfig): StoreSource {
     return { kind, sentinel };
   }
   const names = typeof config.redis === 'string' ? [ config.redis ] : config.redis;
-  if (!Array.isArray(names) || names.length === 0 || names.some(n => typeof n !== 'string' || !n)) {
-    fail('redis', "an egg-redis client name or a non-empty array of names (e.g. 'default')", config.redis);
+  if (!Array.isArray(names) || names.length === 0 || names.some(n => typeof n !== 'string' || !n || n.includes('://'))) {
+    // A URL here is a connection string in the wrong field, and would carry its password into errors.
+    fail('redis', "an egg-redis client name or a non-empty array of names (e.g. 'default'), not a URL", config.redis);
   }
   return { kind, names };
 }

@@ -1,7 +1,7 @@
 import { Alarm } from './alarm';
 import { LockLostError } from './errors';
 import type { Lock } from './lock';
-import { extensionDue, steadyNow } from './timing';
+import { clockDrift, extensionDue, steadyNow } from './timing';
 
 /**
  * Keeps a lock's lease alive while work runs: extends it half-way through each remaining lease,
@@ -34,7 +34,8 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
       const wanted = holdUntil - steadyNow();
       capped = wanted <= ttl;
       try {
-        if (wanted > 0) await lock.extend(Math.min(ttl, wanted));
+        // A last piece shorter than the drift allowance cannot be a lease: let the lease end at maxHold.
+        if (wanted > clockDrift(wanted, lock.owner.driftFactor)) await lock.extend(Math.min(ttl, wanted));
       } catch (err) {
         if (err instanceof LockLostError) return lose(err);
         // Unavailable: keep trying until the lease runs out; the expiry timer reports the loss.

@@ -1,7 +1,7 @@
 import { LockLostError, LockUnavailableError } from './errors';
 import { extendQuorum, releaseQuorum, unreachable } from './quorum';
 import type { LockStore } from './store';
-import { checkTtl } from './arguments';
+import { checkLeaseTtl } from './arguments';
 import { steadyNow } from './timing';
 
 /** What a Lock needs from the client that made it. */
@@ -68,7 +68,7 @@ export class Lock {
    * ours (expired, taken, or released), LockUnavailableError when too few nodes answered.
    */
   async extend(ttl: number): Promise<this> {
-    checkTtl(ttl);
+    checkLeaseTtl(ttl, this.owner.driftFactor);
     if (this.released) throw new LockLostError(this.keys, 'it was already released');
     // Past its lease this process has let it go (the next local caller may have its turn), even if the key lingers.
     if (!this.isHeld) throw new LockLostError(this.keys, 'its lease had already run out');

@@ -1,4 +1,4 @@
-import { checkCount, checkFunction, checkNames, checkOptions, checkTtl } from './arguments';
+import { checkCount, checkFunction, checkLeaseTtl, checkNames, checkOptions } from './arguments';
 import type { Logger } from './boot';
 import type { RedlockConfig } from './config';
 import { Alarm } from './alarm';
@@ -13,7 +13,7 @@ import { heldHere, partlyHeldHere, runHolding } from './reentrancy';
 import { ReleaseSubscriber } from './release-subscriber';
 import { JobRun, readLastRun } from './schedule/last-run';
 import type { LockStore, WaitingAttempt } from './store';
-import { clockDrift, FAIR_TICKET_TTL, MAX_TIMER_MS, quorum, retryDelay, steadyNow, waitBudget } from './timing';
+import { FAIR_TICKET_TTL, MAX_TIMER_MS, quorum, retryDelay, steadyNow, waitBudget } from './timing';
 
 /** Per-call overrides of the retry settings in `config.redlock`. */
 export interface LockOptions {
@@ -105,12 +105,7 @@ export class Redlock implements LockOwner {
    */
   async lock(names: string | string[], ttl: number = this.settings.ttl, options?: LockOptions): Promise<Lock> {
     const sorted = checkNames(names);
-    checkTtl(ttl);
-    const drift = clockDrift(ttl, this.driftFactor);
-    if (drift >= ttl) {
-      throw new RangeError(`[egg-distributed-lock] ttl must be more than the clock-drift allowance (${drift} ms ` +
-        `for driftFactor ${this.driftFactor}: such a lease is over before it is granted), got ${ttl}`);
-    }
+    checkLeaseTtl(ttl, this.driftFactor);
     const plan = options === undefined && sorted.length === 1 ? this.defaultPlan : this.waitPlan(checkOptions<LockOptions>(options), sorted.length);
     const deadline = steadyNow() + plan.budget;
     const keys = sorted.map(n => this.key(n));

@@ -261,6 +261,8 @@ for (const masters of [ 1, 3 ]) {
       await assert.rejects(redlock.using('a', 100, undefined as any), /routine must be a function/);
       const lock = await redlock.lock('a', 1000);
       await assert.rejects(lock.extend(-5), RangeError);
+      await assert.rejects(lock.extend(2), /ttl must be more than the clock-drift allowance/);
+      assert.ok(lock.isHeld, 'a refused extension leaves the lease alone');
       await lock.unlock();
       await eventually(async () => {
         for (const view of views) assert.deepEqual(await lockKeysOn(view), [], 'no lock left behind');
