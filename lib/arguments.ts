@@ -43,13 +43,13 @@ export function checkTtl(ttl: unknown, argument = 'ttl'): number {
 
 /** A lease's ttl: also longer than the clock-drift allowance, or the lease would be over before it is granted. */
 export function checkLeaseTtl(ttl: unknown, driftFactor: number): number {
-  checkTtl(ttl);
-  const drift = clockDrift(ttl as number, driftFactor);
-  if (drift >= (ttl as number)) {
+  const checked = checkTtl(ttl);
+  const drift = clockDrift(checked, driftFactor);
+  if (drift >= checked) {
     throw new RangeError(`[egg-distributed-lock] ttl must be more than the clock-drift allowance (${drift} ms ` +
-      `for driftFactor ${driftFactor}: such a lease is over before it is granted), got ${ttl}`);
+      `for driftFactor ${driftFactor}: such a lease is over before it is granted), got ${checked}`);
   }
-  return ttl as number;
+  return checked;
 }
 
 export function checkFunction(fn: unknown, argument: string): void {

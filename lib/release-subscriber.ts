@@ -89,7 +89,7 @@ export class ReleaseSubscriber {
   private async subscribe(name: string, onMessage?: Listener): Promise<() => void> {
     let channel = this.channels.get(name);
     if (!channel) {
-      const subscribed = this.store.bounded(this.connect().then(subscriber => subscriber[this.sharded ? 'ssubscribe' : 'subscribe'](name)));
+      const subscribed = this.store.bounded(this.connect().then(subscriber => this.subscribeOn(subscriber, name)));
       channel = { listeners: new Set(), subscribed };
       this.channels.set(name, channel);
       subscribed.catch(() => this.channels.get(name) === channel && this.channels.delete(name));
@@ -121,6 +121,11 @@ export class ReleaseSubscriber {
     const listeners = this.waiters.get(key);
     if (!listeners) return this.onStray(key, this.store, message.slice(0, split));
     for (const listener of listeners) listener();
+  }
+
+  /** Sends the SUBSCRIBE (or, for shard channels, SSUBSCRIBE) of one channel. */
+  private subscribeOn(subscriber: RedisLike, name: string): Promise<unknown> {
+    return subscriber[this.sharded ? 'ssubscribe' : 'subscribe'](name);
   }
 
   /** Whether the channels are shard channels (SSUBSCRIBE on the node that owns their slot). */
@@ -158,10 +163,9 @@ export class ReleaseSubscriber {
    * waiter checks again (and queues again if the key is still held).
    */
   private resubscribed(subscriber: RedisLike): void {
-    const command = this.sharded ? 'ssubscribe' : 'subscribe';
     const channels = [ ...this.channels.keys() ];
     if (channels.length === 0) return;
-    this.store.bounded(Promise.all(channels.map(name => subscriber[command](name)))).then(() => {
+    this.store.bounded(Promise.all(channels.map(name => this.subscribeOn(subscriber, name)))).then(() => {
       for (const listeners of this.waiters.values()) for (const listener of listeners) listener();
       for (const { listeners } of this.channels.values()) for (const listener of listeners) listener();
     }, () => undefined); // down again: the next reconnect tries again

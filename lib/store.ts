@@ -92,6 +92,8 @@ export class LockStore {
    * (in script replies and wake messages) carry it, and lose it here. Not on a Cluster (config.ts).
    */
   readonly keyPrefix: string;
+  /** An acquire script's reply, read (one function for every call, not a closure per call). */
+  private readonly acquired = (reply: unknown): AcquireReply => acquireReply(reply, this.keyPrefix);
 
   constructor(
     readonly client: RedisLike,
@@ -169,11 +171,11 @@ export class LockStore {
     const queueArgs = (group: string[]) => (wake && this.handsOver ? [ this.wakeFor(group, wake), WAITER_QUEUE_SLACK, waiting.queued ? '1' : '0' ] : []);
     if (waiting.fairTicketTtl) {
       const keysFair = [ ...this.fairQueueKeys(keys[0]), this.companion(keys[0], COMPANIONS.fence), ...this.waiterQueues(keys) ];
-      return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, this.wakeBy, ...queueArgs(keys) ]).then(reply => acquireReply(reply, this.keyPrefix));
+      return this.run('ACQUIRE_FAIR', keysFair, [ value, ttl, waiting.fairTicketTtl, this.wakeBy, ...queueArgs(keys) ]).then(this.acquired);
     }
     const args = (group: string[]) => [ value, ttl, this.wakeBy, ...queueArgs(group) ];
     const groups = this.slotGroups(keys);
-    if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args(keys)).then(reply => acquireReply(reply, this.keyPrefix));
+    if (groups.length === 1) return this.run('ACQUIRE', this.acquireKeys(keys), args(keys)).then(this.acquired);
     return this.acquireGroups(groups, keys, value, args, wake && this.handsOver ? wake : undefined);
   }
 
@@ -186,7 +188,7 @@ export class LockStore {
     wake?: string): Promise<AcquireReply> {
     const tokens = new Map<string, number>();
     for (const [ i, group ] of groups.entries()) {
-      const reply = acquireReply(await this.run('ACQUIRE', this.acquireKeys(group), args(group)), this.keyPrefix);
+      const reply = this.acquired(await this.run('ACQUIRE', this.acquireKeys(group), args(group)));
       if (!reply.granted) {
         await settleAll([
           ...groups.slice(0, i).map(taken => this.releaseGroup(taken, value)),
