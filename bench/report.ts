@@ -58,6 +58,8 @@ export interface RunInfo {
     handoffOneRounds: number;
     handoffWaiters: number;
     handoffManyRounds: number;
+    /** Handoffs run (and not counted) before the measured ones, by the same clients. */
+    handoffWarmup: number;
     waitingWaiters: number;
     waitingHoldSeconds: number;
     waitingReleases: number;
@@ -155,7 +157,9 @@ export function renderReport(info: RunInfo, topologies: TopologyResults[], clust
         cell(lib.handoffMany, h => ms(h.p50Ms)), cell(lib.handoffMany, h => ms(h.p99Ms)), cell(lib.handoffOne, h => ms(h.releaseP50Ms)) ];
     })),
   ), '');
-  out.push(`1 waiter: ${plan.handoffOneRounds} handoffs; the holder releases 50–350 ms after the waiter started, ` +
+  out.push(`Each library's clients first pass the lock down a chain of ${plan.handoffWarmup} handoffs that are not counted ` +
+    '(its code optimised and its connections set up, as in a long-lived server; the uncontended and parallel rows warm up too). ' +
+    `1 waiter: ${plan.handoffOneRounds} handoffs; the holder releases 50–350 ms after the waiter started, ` +
     'so a polling waiter is caught at a random point of its retry period. ' +
     `${plan.handoffWaiters} waiters: ${plan.handoffManyRounds} rounds of a chain of ${plan.handoffWaiters} handoffs ` +
     `(${plan.handoffManyRounds * plan.handoffWaiters} gaps); each new holder holds 5–20 ms, then releases. ` +

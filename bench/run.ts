@@ -41,6 +41,8 @@ const PLAN = {
   parallel: { clients: 50, warmupMs: QUICK ? 200 : 300, durationMs: QUICK ? 500 : 2000, rounds: QUICK ? 2 : 4 },
   handoffOne: { waiters: 1, rounds: QUICK ? 3 : 24 },
   handoffMany: { waiters: 20, rounds: QUICK ? 1 : 2 },
+  /** Handoffs passed down a chain before any is measured, as a long-lived server's code and connections are warm. */
+  handoffWarmup: { waiters: 20, rounds: 1 },
   waiting: { waiters: 20, holdMs: QUICK ? 500 : 2000, releases: QUICK ? 2 : 5 },
   schedule: QUICK ? { warmup: 100, calls: 200 } : { warmup: 1000, calls: 2000 },
   fairness: { waiters: 20 },
@@ -140,6 +142,8 @@ type Waits = Required<Pick<LibraryResults, 'handoffOne' | 'handoffMany' | 'waiti
 
 /** The handoffs (one waiter, a chain) and what waiting costs the servers, with one pool of clients of a library. */
 async function measureWaits(pool: LockClient[], ports: number[], name: string, resources: Resources, step: (message: string) => void): Promise<Waits> {
+  step(`handoff warm-up, chain of ${PLAN.handoffWarmup.waiters} waiters`);
+  await attempt('handoff (warm-up)', () => measureHandoff(pool, PLAN.handoffWarmup, `${name}-warmup`)); // a failure is logged; the measured rounds tell
   step('handoff, 1 waiter');
   const handoffOne = await attempt('handoff (1 waiter)', () => measureHandoff(pool, PLAN.handoffOne, name));
   step(`handoff, chain of ${PLAN.handoffMany.waiters} waiters`);
@@ -227,6 +231,7 @@ function runInfo(): RunInfo {
       handoffOneRounds: PLAN.handoffOne.rounds,
       handoffWaiters: PLAN.handoffMany.waiters,
       handoffManyRounds: PLAN.handoffMany.rounds,
+      handoffWarmup: PLAN.handoffWarmup.waiters * PLAN.handoffWarmup.rounds,
       waitingWaiters: PLAN.waiting.waiters,
       waitingHoldSeconds: PLAN.waiting.holdMs / 1000,
       waitingReleases: PLAN.waiting.releases,
