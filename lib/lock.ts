@@ -73,6 +73,12 @@ export class Lock {
     // Past its lease this process has let it go (the next local caller may have its turn), even if the key lingers.
     if (!this.isHeld) throw new LockLostError(this.keys, 'its lease had already run out');
     const result = await extendQuorum(this.owner.stores, this.keys, this.value, ttl, this.owner.driftFactor);
+    if (result.granted && !this.isHeld) {
+      // The lease ran out while Redis answered, and this process let the lock go then (the sweeper
+      // forgot it, the next local caller had its turn): a late extension does not take it back.
+      await this.unlock(true).catch(() => undefined);
+      throw new LockLostError(this.keys, 'its lease ran out before Redis confirmed the extension', result.outcomes);
+    }
     if (result.granted) {
       this.expiration = result.expiration;
       return this;

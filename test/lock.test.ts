@@ -209,6 +209,25 @@ for (const masters of [ 1, 3 ]) {
       for (const view of views) assert.ok(await view.pttl('JOB_LOCKER_lapsed') < 10000, 'not extended in Redis');
     });
 
+    it('does not take back a lease that ran out while an extension was answered: released, and refused', async () => {
+      const patient = await redlockOn(servers, { commandTimeout: 5000 });
+      try {
+        const lock = await patient.lock('late-extension', 300);
+        const extending = lock.extend(60000).catch(e => e);
+        // Redis extends the key at once; the event loop is blocked past the lease before it reads the reply.
+        const until = performance.now() + 500;
+        while (performance.now() < until);
+        const err = await extending;
+        assert.ok(err instanceof LockLostError, `extend() gave ${err?.constructor?.name}`);
+        assert.match(err.message, /its lease ran out before Redis confirmed the extension/);
+        assert.equal(lock.isHeld, false);
+        assert.deepEqual(patient.locks, []);
+        for (const view of views) assert.equal(await view.exists('JOB_LOCKER_late-extension'), 0, 'released, not left extended for a minute');
+      } finally {
+        await patient.close();
+      }
+    });
+
     it('times its lease and its command time limits by a steady clock: a wall clock stepped back a minute changes neither', async () => {
       const wallClock = Date.now;
       const stepBack = () => { Date.now = () => wallClock() - 60000; }; // NTP steps the clock back
