@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
+import path from 'node:path';
 import request from 'supertest';
 import mm, { MockApplication } from 'egg-mock';
 import type Redis from 'ioredis';
@@ -127,6 +129,32 @@ describe('Egg plugin', () => {
     assert.ok(err instanceof LockUnavailableError, String(err));
     assert.match(err.message, new RegExp(`cannot boot: 0 of 1 Redis nodes connected, 1 needed: 127.0.0.1:${deadPort} \\(.*ECONNREFUSED`));
     assert.doesNotMatch(err.message, /s3cret-pw/);
+  });
+
+  it('keeps Redis passwords out of the config Egg dumps to run/ (arrays are dumped as they are)', async () => {
+    const guarded = await startRedisServers(1, [ '--requirepass', 's3cret-pw' ]);
+    const run = path.join(__dirname, 'fixtures/apps/redlock-app/run');
+    const dumps = [ 'application_config.json', 'agent_config.json' ].map(file => path.join(run, file));
+    for (const file of dumps) rmSync(file, { force: true });
+    try {
+      const app = await bootApp({
+        agent: true,
+        clients: guarded.map(server => ({ host: '127.0.0.1', port: server.port, password: 's3cret-pw' })),
+      });
+      try {
+        assert.ok(app.redlock.stores.every(store => store.ready), 'it connected with the password');
+        await eventually(async () => dumps.forEach(file => assert.ok(existsSync(file), `Egg wrote ${file}`)));
+        for (const file of dumps) {
+          const dumped = readFileSync(file, 'utf8');
+          assert.equal(JSON.parse(dumped).config.redlock.prefix, 'JOB_LOCKER', `${file} holds the plugin's config`);
+          assert.doesNotMatch(dumped, /s3cret/, file);
+        }
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await killAll(guarded);
+    }
   });
 
   describe('invalid config fails boot with an error naming the field', () => {
