@@ -211,7 +211,7 @@ export class Redlock implements LockOwner {
           return new Lock(this, names, keys, value, result.expiration, result.tokens!);
         }
         if (waiting?.wake && !waiting.queued) waiting = { ...waiting, queued: true };
-        const error = failure(keys, result.outcomes, attempt);
+        const error = whyNotAcquired(keys, result.outcomes, attempt);
         const left = deadline - steadyNow();
         if (left <= 0 || this.closed) throw error;
         if (!(error instanceof LockBusyError)) {
@@ -406,7 +406,7 @@ function closedError(keys: string[]): LockUnavailableError {
 }
 
 /** Explains a failed acquisition: busy (who holds it, for how long) or unavailable (which nodes failed). */
-function failure(keys: string[], outcomes: NodeOutcome[], attempts: number): LockError {
+export function whyNotAcquired(keys: string[], outcomes: NodeOutcome[], attempts: number): LockError {
   if (unreachable(outcomes)) return new LockUnavailableError(keys, outcomes);
   const held = outcomes.filter(o => o.status === 'held');
   if (held.length === 0) {

@@ -1,5 +1,6 @@
 import { newLockValue } from './keys';
-import type { Redlock } from './redlock';
+import { acquireQuorum, releaseQuorum } from './quorum';
+import { Redlock, whyNotAcquired } from './redlock';
 import type { LockStore } from './store';
 
 /**
@@ -14,13 +15,18 @@ import type { LockStore } from './store';
  *   restore();
  */
 
-/** Makes `name` look held by another machine (`holder`) for `ttl` ms; resolves to a release function. */
+/**
+ * Makes `name` held by another machine (`holder`) for `ttl` ms, taken as that machine would take
+ * it; resolves to a release function. Rejects with LockBusyError when the name is held already (by
+ * the app itself, say) instead of overwriting that lock.
+ */
 export async function holdElsewhere(redlock: Redlock, name: string, ttl = 60000, holder = 'another-machine/1'): Promise<() => Promise<void>> {
-  const key = redlock.key(name);
+  const keys = [ redlock.key(name) ];
   const value = newLockValue(holder);
-  await Promise.all(redlock.stores.map(store => store.setValue(key, value, ttl)));
+  const taken = await acquireQuorum(redlock.stores, keys, value, ttl, redlock.driftFactor);
+  if (!taken.granted) throw whyNotAcquired(keys, taken.outcomes, 1);
   return async () => {
-    await Promise.all(redlock.stores.map(store => store.release([ key ], value)));
+    await releaseQuorum(redlock.stores, keys, value);
   };
 }
 

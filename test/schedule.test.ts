@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import mm, { MockApplication } from 'egg-mock';
 import type Redis from 'ioredis';
+import { LockBusyError } from '../lib/errors';
+import { OWNER } from '../lib/keys';
 import { holdElsewhere, simulateRedisDown } from '../lib/testing';
 import { eventually, inspect } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
@@ -81,6 +83,18 @@ describe('scheduled jobs under egg-mock', () => {
     await release();
     await app.runSchedule('report');
     assert.equal(runs().length, 1);
+  });
+
+  it('holdElsewhere() refuses a name that is held already instead of overwriting the holder', async () => {
+    const mine = await app.redlock.lock('report', 30000);
+    try {
+      const err = await holdElsewhere(app.redlock, 'report').catch(e => e);
+      assert.ok(err instanceof LockBusyError, String(err));
+      assert.match(err.message, new RegExp(`held by ${OWNER}`));
+      for (const view of views) assert.equal(await view.get('JOB_LOCKER_report'), mine.value);
+    } finally {
+      assert.equal(await mine.unlock(), true, 'still held by the app');
+    }
   });
 
   it('leaves type "all" and lock: false tasks alone', async () => {
