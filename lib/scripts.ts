@@ -79,15 +79,20 @@ end
  * held waits in that key's queue only: queued first for another of its keys, it would take that
  * key's wakes from the waiters behind it without being able to take the key, so it leaves that
  * queue and passes on the wake if the key is free. One that gets the keys leaves their queues.
+ * A key that already holds `value` is taken again: a value belongs to one lock() call, so an earlier
+ * attempt of that call was granted there and its reply was lost with the connection (its undo could
+ * not be sent either); otherwise the call would wait out its own lease as another holder's.
  * Returns { 1, token… }, or { 0, key, holder value, pttl } of the first key someone else holds.
  */
 export const ACQUIRE = `${NEXT_FENCE}${JOIN_WAITERS}${ANNOUNCE_FREE}
 local n = #KEYS / 3
 local wake = ARGV[4]
 for i = 1, n do
-  if not redis.call('set', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local holder = not redis.call('set', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) and redis.call('get', KEYS[i])
+  if holder == ARGV[1] then
+    redis.call('pexpire', KEYS[i], ARGV[2]) -- ours already (see above)
+  elseif holder then
     for j = 1, i - 1 do redis.call('del', KEYS[j]) end -- all or none: undo what this call took
-    local holder = redis.call('get', KEYS[i])
     local pttl = redis.call('pttl', KEYS[i])
     if wake then
       join_waiters(KEYS[2 * n + i], wake, pttl, ARGV[5])
@@ -128,7 +133,7 @@ while true do
   redis.call('hdel', KEYS[3], head)
 end
 local holder = redis.call('get', KEYS[1])
-if not holder and (not head or head == ARGV[1]) then
+if holder == ARGV[1] or (not holder and (not head or head == ARGV[1])) then -- ours already: see ACQUIRE
   redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
   redis.call('zrem', KEYS[2], ARGV[1])
   redis.call('hdel', KEYS[3], ARGV[1])

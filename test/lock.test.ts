@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Redis from 'ioredis';
 import { LockBusyError, LockLostError, LockUnavailableError } from '../lib/errors';
+import { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
 import { eventually, inspect, lockKeysOn, redlockOn } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
@@ -297,6 +298,27 @@ for (const masters of [ 1, 3 ]) {
     });
 
     if (masters === 1) {
+      [ false, true ].forEach(fair => {
+        it(`takes the lock when an earlier attempt of the same call was granted but its reply was lost${fair ? ' (fair)' : ''}`, async () => {
+          const cut = await redlockOn(servers, { commandTimeout: 1000 });
+          try {
+            servers[0].pause();
+            const attempt = cut.lock('lost-reply', 10000, { waitTimeout: 5000, fair }).catch(e => e);
+            await sleep(100); // the attempt waits in the paused server's socket
+            (cut.stores[0].client as any).stream.destroy(); // the connection is cut before the reply
+            await sleep(1300); // the attempt timed out; its undo could not be sent on the cut connection
+            servers[0].resume(); // the server now runs the attempt: the key holds the call's value
+            const lock = await attempt;
+            assert.ok(lock instanceof Lock, `lock() gave ${lock?.message ?? lock}`);
+            assert.equal(await views[0].get('JOB_LOCKER_lost-reply'), lock.value);
+            assert.equal(await lock.unlock(), true);
+          } finally {
+            servers[0].resume();
+            await cut.close();
+          }
+        });
+      });
+
       it('fails fast with an unavailable error when the node is down', async () => {
         await servers[0].kill();
         const start = Date.now();
