@@ -1,6 +1,6 @@
 /** Checks of API arguments; each error names the argument. */
 import { COMPANIONS } from './keys';
-import { clockDrift, MAX_TIMER_MS } from './timing';
+import { canLease, clockDrift, MAX_TIMER_MS } from './timing';
 
 const RESERVED_ENDINGS = Object.values(COMPANIONS);
 
@@ -44,9 +44,8 @@ export function checkTtl(ttl: unknown, argument = 'ttl'): number {
 /** A lease's ttl: also longer than the clock-drift allowance, or the lease would be over before it is granted. */
 export function checkLeaseTtl(ttl: unknown, driftFactor: number): number {
   const checked = checkTtl(ttl);
-  const drift = clockDrift(checked, driftFactor);
-  if (drift >= checked) {
-    throw new RangeError(`[egg-distributed-lock] ttl must be more than the clock-drift allowance (${drift} ms ` +
+  if (!canLease(checked, driftFactor)) {
+    throw new RangeError(`[egg-distributed-lock] ttl must be more than the clock-drift allowance (${clockDrift(checked, driftFactor)} ms ` +
       `for driftFactor ${driftFactor}: such a lease is over before it is granted), got ${checked}`);
   }
   return checked;

@@ -1,7 +1,7 @@
 import { Alarm } from './alarm';
 import { LockLostError } from './errors';
 import type { Lock } from './lock';
-import { clockDrift, extensionDue, steadyNow } from './timing';
+import { canLease, extensionDue, steadyNow } from './timing';
 
 /**
  * Keeps a lock's lease alive while work runs: extends it half-way through each remaining lease,
@@ -35,7 +35,7 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
       capped = wanted <= ttl;
       try {
         // A last piece shorter than the drift allowance cannot be a lease: let the lease end at maxHold.
-        if (wanted > clockDrift(wanted, lock.owner.driftFactor)) await lock.extend(Math.min(ttl, wanted));
+        if (canLease(wanted, lock.owner.driftFactor)) await lock.extend(Math.min(ttl, wanted));
       } catch (err) {
         if (err instanceof LockLostError) return lose(err);
         // Unavailable: keep trying until the lease runs out; the expiry timer reports the loss.

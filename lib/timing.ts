@@ -22,6 +22,11 @@ export function clockDrift(ttl: number, driftFactor: number): number {
   return Math.round(ttl * driftFactor) + 2;
 }
 
+/** Whether a lease of `ttl` ms outlasts its drift allowance: a shorter one is over before it is granted. */
+export function canLease(ttl: number, driftFactor: number): boolean {
+  return ttl > clockDrift(ttl, driftFactor);
+}
+
 /**
  * Until when a lease granted by a quorum can be trusted: measured from the moment the request was
  * sent (not answered), minus the drift allowance. Non-positive validity means it is not a lock.

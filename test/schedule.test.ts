@@ -4,6 +4,8 @@ import mm, { MockApplication } from 'egg-mock';
 import type Redis from 'ioredis';
 import { LockBusyError } from '../lib/errors';
 import { OWNER } from '../lib/keys';
+import { fireWindow } from '../lib/schedule/fire-window';
+import { lockedTask } from '../lib/schedule/locked-task';
 import { holdElsewhere, simulateRedisDown } from '../lib/testing';
 import { eventually, inspect } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
@@ -83,6 +85,20 @@ describe('scheduled jobs under egg-mock', () => {
     await release();
     await app.runSchedule('report');
     assert.equal(runs().length, 1);
+  });
+
+  it('releases a fire that ends with less of its window left than a lease can be, instead of keeping the job lease', async () => {
+    const settings = { interval: 10000 };
+    const start = Date.now();
+    const { holdUntil } = fireWindow(settings, start, app.config.redlock.schedule.clockTolerance);
+    let now = start;
+    mm(Date, 'now', () => now);
+    const job = { name: 'edge', ttl: 30000, onUnavailable: 'skip' as const, maxHold: 60000, clockTolerance: app.config.redlock.schedule.clockTolerance };
+    const run = lockedTask(async () => { now = holdUntil - 1; }, settings, job, app.redlock, app.getLogger('scheduleLogger') as any);
+    await run({});
+    mm.restore();
+    for (const view of views) assert.equal(await view.exists('JOB_LOCKER_edge'), 0, 'released, not held for the 30 s job lease');
+    assert.ok(logged.some(l => /\[Job edge\] fire .* released JOB_LOCKER_edge after/.test(l)), logged.join('\n'));
   });
 
   it('holdElsewhere() refuses a name that is held already instead of overwriting the holder', async () => {

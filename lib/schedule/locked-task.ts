@@ -7,7 +7,7 @@ import { LockBusyError, LockLostError, LockUnavailableError } from '../errors';
 import { keepAlive } from '../lease';
 import type { Lock } from '../lock';
 import type { Redlock } from '../redlock';
-import { retryDelay } from '../timing';
+import { canLease, retryDelay } from '../timing';
 import { fireWindow, FireSettings, FireWindow } from './fire-window';
 import { JobRun, saveLastRun } from './last-run';
 
@@ -128,12 +128,13 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
 
 /**
  * Ends a run: a lock still inside its fire window keeps the winner's value until the window closes
- * (so a machine firing the same fire later skips), otherwise it is released.
+ * (so a machine firing the same fire later skips), otherwise it is released — also when what is left
+ * of the window is too short to be a lease (extend() would refuse it, and the lock keep its job lease).
  */
 async function finish(lock: Lock, window: FireWindow, redlock: Redlock): Promise<string> {
   const rest = window.holdUntil - Date.now();
   try {
-    if (rest > 0) {
+    if (canLease(rest, redlock.driftFactor)) {
       await lock.extend(rest);
       redlock.forget(lock); // closing the app must not release a fire window early
       return `kept ${lock.key} until ${at(window.holdUntil)} (end of the fire window)`;
