@@ -146,6 +146,9 @@ export class ReleaseSubscriber {
       this.connection = whenReady(subscriber, this.timeoutMs).then(() => {
         this.subscriber = subscriber;
         subscriber.on('ready', () => this.resubscribed(subscriber)); // every later 'ready' is a reconnect
+        // A Cluster rebuilds a node's shard subscriber (its node restarted, failed over, or the slot
+        // moved) without a 'ready': it says so once the group is subscribed again.
+        if (this.sharded) subscriber.on('subscribersReady', () => this.resubscribed(subscriber));
         return subscriber;
       }, err => {
         this.connection = undefined;
@@ -157,10 +160,10 @@ export class ReleaseSubscriber {
   }
 
   /**
-   * After a reconnect: a release published while the connection was down (or before ioredis's own
-   * re-SUBSCRIBE reached Redis) was heard by nobody and dropped this client's waiters from its
-   * queue. So once a SUBSCRIBE sent now is answered — Redis has the subscriptions again — every
-   * waiter checks again (and queues again if the key is still held).
+   * After a reconnect (or a shard subscriber rebuilt): a release published while the connection was
+   * down (or before ioredis's own re-SUBSCRIBE reached Redis) was heard by nobody and dropped this
+   * client's waiters from its queue. So once a SUBSCRIBE sent now is answered — Redis has the
+   * subscriptions again — every waiter checks again (and queues again if the key is still held).
    */
   private resubscribed(subscriber: RedisLike): void {
     const channels = [ ...this.channels.keys() ];

@@ -9,6 +9,7 @@ import { connectRedlock } from '../lib/boot';
 import { defaultConfig, RedlockConfig } from '../lib/config';
 import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
+import { SCRIPTS } from '../lib/scripts';
 import { MemoryLogger, scriptCalls } from './support/clients';
 import { killAll, RedisServer, startRedisCluster } from './support/redis-server';
 
@@ -71,6 +72,29 @@ describe('Redis Cluster as one logical node', function() {
     views.forEach(v => v.disconnect());
     await killAll(nodes);
   });
+
+  /** The node that owns `key`'s slot now. */
+  async function ownerOf(key: string): Promise<RedisServer> {
+    const slot = calculateSlot(key);
+    const ranges = await views[0].cluster('SLOTS');
+    const port = ranges.find(([ low, high ]) => slot >= low && slot <= high)![2][1];
+    return nodes.find(n => n.port === port)!;
+  }
+
+  /** Moves `key`'s slot, with its keys, to another node, as `redis-cli --cluster reshard` does. */
+  async function moveSlotOf(key: string): Promise<void> {
+    const slot = calculateSlot(key);
+    const from = nodes.indexOf(await ownerOf(key));
+    const to = (from + 1) % nodes.length;
+    const [ source, target ] = [ views[from], views[to] ];
+    const [ sourceId, targetId ] = await Promise.all([ source.cluster('MYID'), target.cluster('MYID') ]);
+    await target.cluster('SETSLOT', slot, 'IMPORTING', sourceId);
+    await source.cluster('SETSLOT', slot, 'MIGRATING', targetId);
+    for (let keys = await source.cluster('GETKEYSINSLOT', slot, 100); keys.length > 0; keys = await source.cluster('GETKEYSINSLOT', slot, 100)) {
+      await source.migrate('127.0.0.1', nodes[to].port, '', 0, 5000, 'KEYS', ...keys);
+    }
+    for (const view of views) await view.cluster('SETSLOT', slot, 'NODE', targetId);
+  }
 
   /** Lock scripts run so far, on every node of the Cluster. */
   async function clusterScriptCalls(): Promise<number> {
@@ -142,10 +166,7 @@ describe('Redis Cluster as one logical node', function() {
 
   it('releases a lock over several slots on every healthy node when one slot\'s node hangs', async () => {
     const lock = await a.lock([ 'pair:a', 'pair:b' ], 30000);
-    const slot = calculateSlot('JOB_LOCKER_pair:a');
-    const ranges = await views[0].cluster('SLOTS');
-    const port = ranges.find(([ low, high ]) => slot >= low && slot <= high)![2][1];
-    const hung = nodes.find(n => n.port === port)!;
+    const hung = await ownerOf('JOB_LOCKER_pair:a');
     hung.pause();
     try {
       await assert.rejects(lock.unlock(), /unavailable/);
@@ -171,6 +192,46 @@ describe('Redis Cluster as one logical node', function() {
     } finally {
       await Promise.all([ holder.close(), waiter.close() ]);
     }
+  });
+
+  it('a waiter whose shard subscriber was cut checks again once the Cluster has subscribed it again (a release may have gone unheard)', async () => {
+    const key = 'JOB_LOCKER_resubscribed';
+    const held = await a.lock('resubscribed', 30000);
+    const waiting = b.lock('resubscribed', 30000, { waitTimeout: 25000 });
+    waiting.catch(() => undefined);
+    const queue = a.stores[0].client as unknown as Cluster;
+    while (await queue.zcard(`{${key}}:waiters`) < 1) await sleep(5);
+    const owner = new Redis({ port: (await ownerOf(key)).port });
+    try {
+      // In one pipeline, so the release surely runs while the shard subscriber is gone.
+      const replies = await owner.pipeline().client('KILL', 'TYPE', 'pubsub')
+        .eval(SCRIPTS.RELEASE, 2, key, `{${key}}:waiters`, held.value, 'spublish')
+        .exec();
+      assert.deepEqual(replies!.map(([ , reply ]) => reply), [ 1, 1 ], 'the shard subscriber cut, then the lock released');
+    } finally {
+      owner.disconnect();
+    }
+    const releasedAt = Date.now();
+    const lock = await waiting;
+    assert.ok(Date.now() - releasedAt < 10000, `got the free lock ${Date.now() - releasedAt} ms after the release: at the 30 s lease`);
+    assert.equal(await held.unlock(), false, 'the holder\'s key was released behind its back');
+    await lock.unlock();
+  });
+
+  it('a waiter queued before its key\'s slot moved to another node is woken by the release there', async () => {
+    const held = await a.lock('moved', 30000);
+    const waiting = b.lock('moved', 30000, { waitTimeout: 25000 });
+    waiting.catch(() => undefined);
+    const queue = a.stores[0].client as unknown as Cluster;
+    while (await queue.zcard('{JOB_LOCKER_moved}:waiters') < 1) await sleep(5);
+    const before = await ownerOf('JOB_LOCKER_moved');
+    await moveSlotOf('JOB_LOCKER_moved');
+    assert.notEqual(await ownerOf('JOB_LOCKER_moved'), before);
+    const releasedAt = Date.now();
+    assert.equal(await held.unlock(), true, 'released on the slot\'s new node');
+    const lock = await waiting;
+    assert.ok(Date.now() - releasedAt < 10000, `got the free lock ${Date.now() - releasedAt} ms after the release: at the 30 s lease`);
+    await lock.unlock();
   });
 
   it('spreads the test names over several slots (so multi-slot locks are really exercised)', () => {
