@@ -18,7 +18,7 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
   const lose = (err: LockLostError) => {
     if (stopped) return;
     stop();
-    onLost(err);
+    if (!lock.isReleased) onLost(err); // released by its holder (an unlock() mid-routine): not lost
   };
   const stopWatching = whenLeaseEnds(lock, () => lose(new LockLostError(lock.keys, capped
     ? `held for maxHold (${maxHold} ms), so it was no longer extended`

@@ -53,6 +53,11 @@ export class Lock {
     return this.keys.join(',');
   }
 
+  /** Whether it has been released (by its last unlock(), or at close). */
+  get isReleased(): boolean {
+    return this.released;
+  }
+
   /** Whether this process still holds it: not released, and the lease has not run out. */
   get isHeld(): boolean {
     return !this.released && this.expiration > steadyNow();
@@ -75,8 +80,9 @@ export class Lock {
     const result = await extendQuorum(this.owner.stores, this.keys, this.value, ttl, this.owner.driftFactor);
     if (result.granted && !this.isHeld) {
       // The lease ran out while Redis answered, and this process let the lock go then (the sweeper
-      // forgot it, the next local caller had its turn): a late extension does not take it back.
-      await this.unlock(true).catch(() => undefined);
+      // forgot it, the next local caller had its turn): a late extension does not take it back. Its
+      // keys are freed again, and the lock counts as lost, not as released by its holder.
+      await releaseQuorum(this.owner.stores, this.keys, this.value).catch(() => undefined);
       throw new LockLostError(this.keys, 'its lease ran out before Redis confirmed the extension', result.outcomes);
     }
     if (result.granted) {

@@ -317,6 +317,7 @@ export class Redlock implements LockOwner {
       const result = await runHolding(lock, () => routine(signal, lock));
       lease?.stop();
       if (signal.aborted) throw signal.reason;
+      if (lock.isReleased) return result; // the routine released it itself, done with what needed it
       // A routine whose last step blocked the event loop past the lease returns before any timer could say so.
       if (!lock.isHeld) throw new LockLostError(lock.keys, 'its lease ran out while the routine ran (the event loop was blocked past it)');
       released = await release();

@@ -188,6 +188,17 @@ for (const masters of [ 1, 3 ]) {
       for (const view of views) assert.equal(await view.get('JOB_LOCKER_taken-at-end'), 'someone-else');
     });
 
+    it('lets a using() routine release the lock itself before it ends: not reported lost, nothing extended after', async () => {
+      const result = await redlock.using('early', 300, async (signal, lock) => {
+        assert.equal(await lock.unlock(), true);
+        assert.ok(await other.tryLock('early', 1000), 'the next one is let in at once');
+        await sleep(500); // past the lease and its extension times: nothing is extended or lost
+        return signal.aborted ? `aborted: ${signal.reason?.message}` : 'done';
+      });
+      assert.equal(result, 'done');
+      for (const view of views) assert.equal(await view.get('JOB_LOCKER_early'), other.locks[0].value, 'the other client\'s lock untouched');
+    });
+
     it('aborts a running using() when the client closes (close releases its lock), and using() rejects', async () => {
       const running = redlock.using('closing-using', 5000, signal => new Promise((_, reject) => {
         signal.addEventListener('abort', () => reject(signal.reason));
