@@ -90,6 +90,10 @@ export class Lock {
       return this;
     }
     if (unreachable(result.outcomes)) throw new LockUnavailableError(this.keys, result.outcomes);
+    // Known lost: no longer held here, though its lease has time left by this process's clock
+    // (a nested lock() must not re-enter it, the next local caller may ask Redis).
+    this.expiration = steadyNow();
+    this.owner.forget(this);
     throw new LockLostError(this.keys, 'it expired or another client holds it now', result.outcomes);
   }
 

@@ -188,6 +188,22 @@ for (const masters of [ 1, 3 ]) {
       for (const view of views) assert.equal(await view.get('JOB_LOCKER_taken-at-end'), 'someone-else');
     });
 
+    it('does not re-enter a lock that an extension found taken, though its lease has time left here', async () => {
+      let lost: Lock | undefined;
+      let nested: Lock | null | undefined;
+      const outcome = await redlock.using('taken-over', 600, async (signal, lock) => {
+        for (const view of views) await view.set('JOB_LOCKER_taken-over', 'another-client', 'PX', 10000);
+        await new Promise(resolve => signal.addEventListener('abort', resolve)); // the extension at ~300 ms is refused
+        lost = lock;
+        nested = await redlock.tryLock('taken-over', 1000);
+      }).catch(e => e);
+      assert.equal(nested, null, 'busy (held by another client), not re-entered');
+      assert.ok(lost && !lost.isHeld && lost.remainingMs === 0, 'not held here once known lost');
+      assert.ok(outcome instanceof LockLostError, `using() gave ${outcome}`);
+      assert.match(outcome.message, /another client holds it now/);
+      for (const view of views) assert.equal(await view.get('JOB_LOCKER_taken-over'), 'another-client');
+    });
+
     it('lets a using() routine release the lock itself before it ends: not reported lost, nothing extended after', async () => {
       const result = await redlock.using('early', 300, async (signal, lock) => {
         assert.equal(await lock.unlock(), true);
