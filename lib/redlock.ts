@@ -330,6 +330,20 @@ export class Redlock implements LockOwner {
   }
 
   /**
+   * Runs `fn` as a call chain that holds `lock` while its lease is kept alive elsewhere, `signal`
+   * aborted when it is lost (a scheduled fire): a nested lock()/using() of its names re-enters, and a
+   * nested using() runs under that lease instead of extending it to its own ttl.
+   */
+  async runUnderLease<T>(lock: Lock, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    this.leaseSignals.set(lock, signal);
+    try {
+      return await runHolding(lock, fn);
+    } finally {
+      this.leaseSignals.delete(lock);
+    }
+  }
+
+  /**
    * Extends `lock` while a using() runs; its signal is aborted the moment the lease is lost, or when
    * the client closes under the routine (close() releases the lock).
    */

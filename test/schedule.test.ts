@@ -101,6 +101,19 @@ describe('scheduled jobs under egg-mock', () => {
     assert.ok(logged.some(l => /\[Job edge\] fire .* released JOB_LOCKER_edge after/.test(l)), logged.join('\n'));
   });
 
+  it('lets a task lock its own job\'s name (code it calls that guards itself with it): re-entered, not waited for', async () => {
+    const job = { name: 'self-guarded', ttl: 30000, onUnavailable: 'skip' as const, maxHold: 60000, clockTolerance: 1000 };
+    const task = async () => app.redlock.using('self-guarded', 1000, async (signal, lock) => {
+      assert.deepEqual(app.redlock.locks, [ lock ], 'the job\'s own lock, re-entered');
+      return signal;
+    });
+    const started = Date.now();
+    const signal = await lockedTask(task, {}, job, app.redlock, app.getLogger('scheduleLogger') as any)({}) as AbortSignal;
+    assert.ok(Date.now() - started < 2000, 'not after waiting out its wait budget');
+    assert.equal(signal.aborted, false);
+    assert.deepEqual(app.redlock.locks, [], 'released when the run ended');
+  });
+
   it('holdElsewhere() refuses a name that is held already instead of overwriting the holder', async () => {
     const mine = await app.redlock.lock('report', 30000);
     try {

@@ -107,7 +107,8 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
     let outcome: JobRun['outcome'] = 'succeeded';
     let error: string | undefined;
     try {
-      return await task(ctx, ...args);
+      // The task holds its job's lock: code it calls that locks the job's name re-enters, not waits on itself.
+      return await redlock.runUnderLease(lock, controller.signal, () => task(ctx, ...args));
     } catch (err) {
       outcome = 'failed';
       error = (err as Error)?.message ?? String(err);
