@@ -296,11 +296,12 @@ export class Redlock implements LockOwner {
    */
   async using<T>(
     names: string | string[],
-    ttl: number,
+    ttl: number | undefined,
     routine: (signal: AbortSignal, lock: Lock) => Promise<T> | T,
     options?: UsingOptions,
   ): Promise<T> {
     checkFunction(routine, 'routine');
+    ttl ??= this.settings.ttl; // as lock() takes it: the lease is then extended by the same ttl
     const maxHold = checkCount(checkOptions<UsingOptions>(options).maxHold ?? this.settings.maxHold, 'options.maxHold', 1);
     const lock = await this.lock(names, ttl, options);
     // Re-entered (a using() of the same names up the call chain): that one keeps the lease alive and
@@ -314,7 +315,8 @@ export class Redlock implements LockOwner {
       return true; // unknown, not known lost: the lease runs out by itself
     });
     try {
-      const result = await runHolding(lock, () => routine(signal, lock));
+      const run = () => Promise.resolve(routine(signal, lock));
+      const result = await (lease ? this.runUnderLease(lock, signal, run) : runHolding(lock, run));
       lease?.stop();
       if (signal.aborted) throw signal.reason;
       if (lock.isReleased) return result; // the routine released it itself, done with what needed it
@@ -330,9 +332,9 @@ export class Redlock implements LockOwner {
   }
 
   /**
-   * Runs `fn` as a call chain that holds `lock` while its lease is kept alive elsewhere, `signal`
-   * aborted when it is lost (a scheduled fire): a nested lock()/using() of its names re-enters, and a
-   * nested using() runs under that lease instead of extending it to its own ttl.
+   * Runs `fn` as a call chain that holds `lock` while its lease is kept alive (by using(), or by a
+   * scheduled fire), `signal` aborted when it is lost: a nested lock()/using() of its names
+   * re-enters, and a nested using() runs under that lease instead of extending it to its own ttl.
    */
   async runUnderLease<T>(lock: Lock, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
     this.leaseSignals.set(lock, signal);
@@ -350,18 +352,11 @@ export class Redlock implements LockOwner {
   private keepAlive(lock: Lock, ttl: number, maxHold: number): { signal: AbortSignal; stop: () => void } {
     const controller = new AbortController();
     const stop = keepAlive(lock, ttl, maxHold, err => controller.abort(err));
-    this.leaseSignals.set(lock, controller.signal);
     this.endAtClose(lock, () => {
       controller.abort(new LockLostError(lock.keys, 'the lock client is closing and released it'));
       return lock.unlock(true);
     });
-    return {
-      signal: controller.signal,
-      stop: () => {
-        stop();
-        this.leaseSignals.delete(lock);
-      },
-    };
+    return { signal: controller.signal, stop };
   }
 
   /** The last recorded run of a scheduled job (any machine), or null when none is recorded. */

@@ -204,6 +204,19 @@ for (const masters of [ 1, 3 ]) {
       for (const view of views) assert.equal(await view.get('JOB_LOCKER_taken-over'), 'another-client');
     });
 
+    it('keeps the default lease (config ttl) alive in using() when no ttl is given', async () => {
+      const short = await redlockOn(servers, { ttl: 300 });
+      try {
+        const result = await short.using('default-ttl', undefined, async signal => {
+          await sleep(700); // past the first lease: only an extension keeps it
+          return signal.aborted;
+        });
+        assert.equal(result, false);
+      } finally {
+        await short.close();
+      }
+    });
+
     it('lets a using() routine release the lock itself before it ends: not reported lost, nothing extended after', async () => {
       const result = await redlock.using('early', 300, async (signal, lock) => {
         assert.equal(await lock.unlock(), true);
