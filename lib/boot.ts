@@ -117,7 +117,7 @@ export async function connectRedlock(config: RedlockConfig, logger: Logger,
   if (connected < quorum(stores.length)) {
     await Promise.all(stores.map(store => store.close()));
     throw new LockUnavailableError([], outcomes,
-      `cannot boot: ${connected} of ${stores.length} Redis nodes connected, ${quorum(stores.length)} needed: ` +
+      `cannot boot: ${connected} of ${stores.length} Redis nodes of config.redlock.${source.kind} connected, ${quorum(stores.length)} needed: ` +
       outcomes.filter(o => o.status === 'error').map(o => `${o.node} (${o.error})`).join('; '));
   }
   await Promise.all(stores.map(store => store.detectShardedWakes()));

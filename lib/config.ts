@@ -114,7 +114,8 @@ function checkAddress(field: string, node: unknown): void {
 /** Validates `config.redlock` and tells where locks live. Throws a TypeError naming the field. */
 export function validateConfig(config: RedlockConfig): StoreSource {
   if (!config || typeof config !== 'object') fail('', 'an object', config);
-  const given = ([ 'clients', 'cluster', 'sentinel', 'redis' ] as const).filter(k => config[k] !== undefined);
+  // null counts as unset: an environment's config can clear the default file's store to set another.
+  const given = ([ 'clients', 'cluster', 'sentinel', 'redis' ] as const).filter(k => config[k] !== undefined && config[k] !== null);
   if (given.length !== 1) {
     throw new TypeError(`${PREFIX} config.redlock must set exactly one of 'clients', 'cluster', 'sentinel' or 'redis'` +
       (given.length ? `, got ${given.map(k => `'${k}'`).join(' and ')}` : ', got none'));

@@ -43,7 +43,7 @@ export class LockUnavailableError extends LockError {
   constructor(keys: string[], outcomes: NodeOutcome[], reason?: string) {
     const failed = outcomes.filter(o => o.status === 'error').map(o => `${o.node} (${o.error})`);
     const why = reason ?? `no quorum: ${failed.length} of ${outcomes.length} Redis nodes failed: ${failed.join('; ')}`;
-    super(`[egg-distributed-lock] ${keys.join(', ')} is unavailable: ${why}`, keys, outcomes);
+    super(`[egg-distributed-lock] ${keys.length > 0 ? keys.join(', ') : 'Redis'} is unavailable: ${why}`, keys, outcomes);
   }
 }
 

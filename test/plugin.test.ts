@@ -127,7 +127,7 @@ describe('Egg plugin', () => {
     const deadPort = await freePort();
     const err = await bootApp({ clients: [{ host: '127.0.0.1', port: deadPort, password: 's3cret-pw' }] }).catch(e => e);
     assert.ok(err instanceof LockUnavailableError, String(err));
-    assert.match(err.message, new RegExp(`cannot boot: 0 of 1 Redis nodes connected, 1 needed: 127.0.0.1:${deadPort} \\(.*ECONNREFUSED`));
+    assert.match(err.message, new RegExp(`^\\[egg-distributed-lock\\] Redis is unavailable: cannot boot: 0 of 1 Redis nodes of config.redlock.clients connected, 1 needed: 127.0.0.1:${deadPort} \\(.*ECONNREFUSED`));
     assert.doesNotMatch(err.message, /s3cret-pw/);
   });
 
@@ -154,6 +154,15 @@ describe('Egg plugin', () => {
       }
     } finally {
       await killAll(guarded);
+    }
+  });
+
+  it('takes a store set to null as unset (so config.prod can swap the default file\'s store for another)', async () => {
+    const app = await bootApp({ cluster: null, clients: clientsOn(servers.slice(0, 1)) });
+    try {
+      assert.equal(app.redlock.stores.length, 1);
+    } finally {
+      await app.close();
     }
   });
 
