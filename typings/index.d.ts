@@ -9,8 +9,8 @@ declare module 'egg' {
     redlock: Redlock;
   }
   interface Agent {
-    /** Present when `config.redlock.agent` is true. */
-    redlock: Redlock;
+    /** Present when `config.redlock.agent` is true (false by default). */
+    redlock?: Redlock;
   }
   interface Context {
     /** Set while a fleet-locked scheduled task runs: its lock, fire time and lost-lease signal. */
