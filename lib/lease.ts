@@ -18,7 +18,7 @@ export function keepAlive(lock: Lock, ttl: number, maxHold: number, onLost: (err
   const lose = (err: LockLostError) => {
     if (stopped) return;
     stop();
-    if (!lock.isReleased) onLost(err); // released by its holder (an unlock() mid-routine): not lost
+    onLost(err);
   };
   const stopWatching = whenLeaseEnds(lock, () => lose(new LockLostError(lock.keys, capped
     ? `held for maxHold (${maxHold} ms), so it was no longer extended`

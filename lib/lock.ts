@@ -1,5 +1,5 @@
 import { LockLostError, LockUnavailableError } from './errors';
-import { extendQuorum, releaseQuorum, unreachable } from './quorum';
+import { extendQuorum, quorumGranted, releaseQuorum, unreachable } from './quorum';
 import type { LockStore } from './store';
 import { checkLeaseTtl } from './arguments';
 import { steadyNow } from './timing';
@@ -78,23 +78,27 @@ export class Lock {
     // Past its lease this process has let it go (the next local caller may have its turn), even if the key lingers.
     if (!this.isHeld) throw new LockLostError(this.keys, 'its lease had already run out');
     const result = await extendQuorum(this.owner.stores, this.keys, this.value, ttl, this.owner.driftFactor);
-    if (result.granted && !this.isHeld) {
-      // The lease ran out while Redis answered, and this process let the lock go then (the sweeper
-      // forgot it, the next local caller had its turn): a late extension does not take it back. Its
-      // keys are freed again, and the lock counts as lost, not as released by its holder.
-      await releaseQuorum(this.owner.stores, this.keys, this.value).catch(() => undefined);
-      throw new LockLostError(this.keys, 'its lease ran out before Redis confirmed the extension', result.outcomes);
-    }
-    if (result.granted) {
+    // Granted in time, and still held here: not answered after the lease ran out, when this process
+    // had already let the lock go (a late extension does not take it back).
+    if (result.granted && this.isHeld) {
       this.expiration = result.expiration;
       return this;
     }
-    if (unreachable(result.outcomes)) throw new LockUnavailableError(this.keys, result.outcomes);
-    // Known lost: no longer held here, though its lease has time left by this process's clock
-    // (a nested lock() must not re-enter it, the next local caller may ask Redis).
-    this.expiration = steadyNow();
+    if (!result.granted && unreachable(result.outcomes)) throw new LockUnavailableError(this.keys, result.outcomes);
+    // Lost: no longer held here, though its lease may have time left by this process's clock (a
+    // nested lock() must not re-enter it, the next local caller may ask Redis), and what Redis still
+    // keeps of it (a late extension, a minority of masters) is freed. Lost, not released by its holder.
+    this.expiration = Math.min(this.expiration, steadyNow());
     this.owner.forget(this);
-    throw new LockLostError(this.keys, 'it expired or another client holds it now', result.outcomes);
+    await releaseQuorum(this.owner.stores, this.keys, this.value).catch(() => undefined);
+    throw new LockLostError(this.keys, quorumGranted(result.outcomes)
+      ? 'its lease ran out before Redis confirmed the extension'
+      : 'it expired or another client holds it now', result.outcomes);
+  }
+
+  /** Holds by its call chain (reentrancy.ts): each lock()/using() of it that has not given its hold back. */
+  get holdCount(): number {
+    return this.holds;
   }
 
   /** One more hold by the call chain that owns it; each hold is given back by one unlock(). */

@@ -60,7 +60,8 @@ function failed(store: LockStore, err: Error): NodeOutcome {
   return { node: store.node, status: 'error', error: err.message };
 }
 
-function granted(outcomes: NodeOutcome[]): boolean {
+/** Whether a quorum of nodes granted the step (in time or not). */
+export function quorumGranted(outcomes: NodeOutcome[]): boolean {
   return outcomes.filter(o => o.status === 'granted').length >= quorum(outcomes.length);
 }
 
@@ -78,7 +79,7 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
     return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
   }), true);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
-  if (granted(outcomes) && expiration > steadyNow()) return { granted: true, expiration, outcomes, tokens: [ ...tokens ] };
+  if (quorumGranted(outcomes) && expiration > steadyNow()) return { granted: true, expiration, outcomes, tokens: [ ...tokens ] };
   // A failed attempt may still hold some nodes (or be about to): release everywhere, owner-checked.
   if (outcomes.some(o => o.status !== 'held')) await releaseQuorum(stores, keys, value);
   return { granted: false, expiration, outcomes };
@@ -90,7 +91,7 @@ export async function extendQuorum(stores: LockStore[], keys: string[], value: s
     status: await store.extend(keys, value, ttl) ? 'granted' : 'held',
   }), true);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
-  return { granted: granted(outcomes) && expiration > steadyNow(), expiration, outcomes };
+  return { granted: quorumGranted(outcomes) && expiration > steadyNow(), expiration, outcomes };
 }
 
 /** `granted` when a quorum of nodes still held the lock and deleted it. */
@@ -98,7 +99,7 @@ export async function releaseQuorum(stores: LockStore[], keys: string[], value: 
   const outcomes = await askEveryNode(stores, store => store.release(keys, value).then(released => ({
     status: released === keys.length ? 'granted' : 'held',
   })), true);
-  return { granted: granted(outcomes), expiration: 0, outcomes };
+  return { granted: quorumGranted(outcomes), expiration: 0, outcomes };
 }
 
 /** Whether too few nodes answered for the outcome to mean anything (as opposed to "someone else holds it"). */

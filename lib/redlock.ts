@@ -309,6 +309,7 @@ export class Redlock implements LockOwner {
     const outer = this.leaseSignals.get(lock);
     const lease = outer ? undefined : this.keepAlive(lock, ttl, maxHold);
     const signal = outer ?? lease!.signal;
+    const holds = lock.holdCount; // this using()'s hold included
     let released: boolean | undefined;
     const release = () => lock.unlock().catch((err: Error) => {
       this.logger.warn('[egg-distributed-lock] release of %s failed: %s', lock.key, err.message);
@@ -319,7 +320,12 @@ export class Redlock implements LockOwner {
       const result = await (lease ? this.runUnderLease(lock, signal, run) : runHolding(lock, run));
       lease?.stop();
       if (signal.aborted) throw signal.reason;
-      if (lock.isReleased) return result; // the routine released it itself, done with what needed it
+      if (lock.isReleased || lock.holdCount < holds) {
+        // The routine gave this using()'s hold back itself: giving it back again would release an
+        // outer using()'s (or a scheduled fire's) hold under its running routine.
+        released = false;
+        throw new LockLostError(lock.keys, 'the routine released it itself before it ended (using() releases it)');
+      }
       // A routine whose last step blocked the event loop past the lease returns before any timer could say so.
       if (!lock.isHeld) throw new LockLostError(lock.keys, 'its lease ran out while the routine ran (the event loop was blocked past it)');
       released = await release();

@@ -217,15 +217,20 @@ for (const masters of [ 1, 3 ]) {
       }
     });
 
-    it('lets a using() routine release the lock itself before it ends: not reported lost, nothing extended after', async () => {
-      const result = await redlock.using('early', 300, async (signal, lock) => {
-        assert.equal(await lock.unlock(), true);
-        assert.ok(await other.tryLock('early', 1000), 'the next one is let in at once');
-        await sleep(500); // past the lease and its extension times: nothing is extended or lost
+    it('rejects a using() whose routine released the lock itself, and leaves an outer using()\'s hold alone', async () => {
+      const solo = await redlock.using('self-released', 5000, async (_signal, lock) => lock.unlock()).catch(e => e);
+      assert.ok(solo instanceof LockLostError, `using() gave ${solo}`);
+      assert.match(solo.message, /the routine released it itself before it ended/);
+
+      const outer = await redlock.using('nested-release', 400, async signal => {
+        const inner = await redlock.using('nested-release', 400, async (_s, lock) => lock.unlock()).catch(e => e);
+        assert.ok(inner instanceof LockLostError, `the inner using() gave ${inner}`);
+        assert.equal(await other.tryLock('nested-release', 1000), null, 'the outer using() still holds it');
+        await sleep(700); // past the first lease: the outer lease is still extended
         return signal.aborted ? `aborted: ${signal.reason?.message}` : 'done';
       });
-      assert.equal(result, 'done');
-      for (const view of views) assert.equal(await view.get('JOB_LOCKER_early'), other.locks[0].value, 'the other client\'s lock untouched');
+      assert.equal(outer, 'done');
+      for (const view of views) assert.equal(await view.exists('JOB_LOCKER_nested-release'), 0, 'released by the outer using()');
     });
 
     it('aborts a running using() when the client closes (close releases its lock), and using() rejects', async () => {
@@ -265,6 +270,25 @@ for (const masters of [ 1, 3 ]) {
         assert.deepEqual(patient.locks, []);
         for (const view of views) assert.equal(await view.exists('JOB_LOCKER_late-extension'), 0, 'released, not left extended for a minute');
       } finally {
+        await patient.close();
+      }
+    });
+
+    it('frees a lock whose extension was granted after its own validity, and does not blame another client', async () => {
+      const patient = await redlockOn(servers, { commandTimeout: 5000 });
+      try {
+        const lock = await patient.lock('slow-extension', 60000);
+        servers.forEach(s => s.pause());
+        const extending = lock.extend(1000).catch(e => e); // valid for ~1 s from now
+        await sleep(1500);
+        servers.forEach(s => s.resume()); // Redis extends it now, after that second
+        const err = await extending;
+        assert.ok(err instanceof LockLostError, `extend() gave ${err?.constructor?.name}`);
+        assert.match(err.message, /its lease ran out before Redis confirmed the extension/);
+        assert.deepEqual(patient.locks, []);
+        for (const view of views) assert.equal(await view.exists('JOB_LOCKER_slow-extension'), 0, 'freed, not left with our value');
+      } finally {
+        servers.forEach(s => s.resume());
         await patient.close();
       }
     });
