@@ -10,7 +10,7 @@ export default () => ({
      * Redis servers with their passwords, and private keys, are left out.
      */
     ignoreKeyPaths: Object.fromEntries([
-      'clients', 'cluster.redisOptions.tls', 'sentinel.sentinelPassword', 'sentinel.tls', 'sentinel.sentinelTLS',
+      'clients', 'cluster.nodes', 'cluster.redisOptions.tls', 'sentinel.sentinelPassword', 'sentinel.tls', 'sentinel.sentinelTLS',
     ].map(path => [ `config.redlock.${path}`, true ])),
   },
 });

@@ -19,13 +19,6 @@ function address(options: { host?: string; port?: number; path?: string }): stri
   return options.path ?? `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
 }
 
-/**
- * How often (ms) the plugin's Cluster clients re-read the slot map, unless `cluster` sets
- * `slotsRefreshInterval`. A client that only waits sends no command that could be answered MOVED,
- * so without it a waiter whose key's slot moved would stay subscribed on the old node, unwoken.
- */
-const SLOTS_REFRESH_MS = 5000;
-
 function reconnectDelay(times: number): number {
   return Math.min(times * 100, 2000);
 }
@@ -40,7 +33,7 @@ function createStores(source: StoreSource, config: RedlockConfig, borrow: (name:
     case 'cluster': {
       const { nodes, redisOptions, ...options } = source.cluster;
       const client = new Cluster(nodes, {
-        clusterRetryStrategy: reconnectDelay, slotsRefreshInterval: SLOTS_REFRESH_MS, ...options, ...LOCK_CLIENT_OPTIONS,
+        clusterRetryStrategy: reconnectDelay, ...options, ...LOCK_CLIENT_OPTIONS,
         redisOptions: { connectTimeout, ...redisOptions, ...LOCK_CLIENT_OPTIONS },
       });
       return [ new LockStore(client as unknown as RedisLike, `cluster(${nodes.map(address).join(',')})`, true, commandTimeout) ];

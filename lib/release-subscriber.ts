@@ -1,6 +1,13 @@
 import { releaseChannel, shardedWakeChannel } from './keys';
 import { LockStore, RedisLike, whenReady } from './store';
 
+/**
+ * How often (ms) a Cluster's shard subscriber re-reads the slot map, unless the Cluster client sets
+ * `slotsRefreshInterval`. A client that only waits sends no command that could be answered MOVED,
+ * so without it a waiter whose key's slot moved would stay subscribed on the old node, unwoken.
+ */
+const SLOTS_REFRESH_MS = 5000;
+
 /** Called when a release wakes the waiter. */
 type Listener = () => void;
 
@@ -136,7 +143,9 @@ export class ReleaseSubscriber {
   private connect(): Promise<RedisLike> {
     if (!this.connection) {
       const { client } = this.store;
-      const subscriber = (this.sharded ? client.duplicate(undefined, { shardedSubscribers: true }) : client.duplicate()) as RedisLike;
+      const subscriber = (this.sharded
+        ? client.duplicate(undefined, { shardedSubscribers: true, slotsRefreshInterval: client.options.slotsRefreshInterval || SLOTS_REFRESH_MS })
+        : client.duplicate()) as RedisLike;
       subscriber.on('error', () => undefined); // the lock's own client reports outages
       subscriber.on('message', (channel: string, message: string) => {
         if (channel === this.wakeChannel) this.wake(message);

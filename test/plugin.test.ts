@@ -149,6 +149,14 @@ describe('Egg plugin', () => {
           assert.equal(JSON.parse(dumped).config.redlock.prefix, 'JOB_LOCKER', `${file} holds the plugin's config`);
           assert.doesNotMatch(dumped, /s3cret/, file);
         }
+        // The other places a secret can sit, through the same dump (Egg's own function, this app's merged config).
+        Object.assign(app.config.redlock, {
+          cluster: { nodes: [{ host: 'h', port: 1, password: 's3cret-node' }], redisOptions: { tls: { key: 's3cret-key', passphrase: 's3cret-pp' } } },
+          sentinel: { sentinels: [{ host: 'h', port: 1 }], name: 'm', sentinelPassword: 's3cret-sp', tls: { key: 's3cret-key' }, sentinelTLS: { key: 's3cret-key' } },
+        });
+        const dump = JSON.stringify((app as any).dumpConfigToObject().config);
+        assert.match(dump, /"name":"m"/, 'the sentinel settings are in it');
+        assert.doesNotMatch(dump, /s3cret/);
       } finally {
         await app.close();
       }

@@ -9,6 +9,7 @@ import { connectRedlock } from '../lib/boot';
 import { defaultConfig, RedlockConfig } from '../lib/config';
 import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
+import type { RedisLike } from '../lib/store';
 import { SCRIPTS } from '../lib/scripts';
 import { MemoryLogger, scriptCalls } from './support/clients';
 import { killAll, RedisServer, startRedisCluster } from './support/redis-server';
@@ -218,20 +219,43 @@ describe('Redis Cluster as one logical node', function() {
     await lock.unlock();
   });
 
-  it('a waiter queued before its key\'s slot moved to another node is woken by the release there', async () => {
-    const held = await a.lock('moved', 30000);
-    const waiting = b.lock('moved', 30000, { waitTimeout: 25000 });
-    waiting.catch(() => undefined);
-    const queue = a.stores[0].client as unknown as Cluster;
-    while (await queue.zcard('{JOB_LOCKER_moved}:waiters') < 1) await sleep(5);
-    const before = await ownerOf('JOB_LOCKER_moved');
-    await moveSlotOf('JOB_LOCKER_moved');
-    assert.notEqual(await ownerOf('JOB_LOCKER_moved'), before);
-    const releasedAt = Date.now();
-    assert.equal(await held.unlock(), true, 'released on the slot\'s new node');
-    const lock = await waiting;
-    assert.ok(Date.now() - releasedAt < 10000, `got the free lock ${Date.now() - releasedAt} ms after the release: at the 30 s lease`);
-    await lock.unlock();
+  /** Two lock clients on Cluster clients borrowed as egg-redis builds them (an ioredis Cluster with its defaults). */
+  async function borrowedPair(): Promise<{ clients: Redlock[]; close: () => Promise<void> }> {
+    const clusters = [ 0, 1 ].map(() => new Cluster([{ host: '127.0.0.1', port: nodes[0].port }]));
+    const borrowed = { ...defaultConfig, connectTimeout: 5000, redis: 'default' };
+    const clients = await Promise.all(clusters.map(c => connectRedlock(borrowed, new MemoryLogger(), () => c as unknown as RedisLike)));
+    return {
+      clients,
+      close: async () => {
+        await Promise.all(clients.map(c => c.close()));
+        clusters.forEach(c => c.disconnect());
+      },
+    };
+  }
+
+  [ false, true ].forEach(borrowed => {
+    it(`a waiter queued before its key's slot moved to another node is woken by the release there (${borrowed ? 'borrowed egg-redis Cluster' : 'the plugin\'s own Cluster clients'})`, async () => {
+      const pair = borrowed ? await borrowedPair() : { clients: [ a, b ], close: async () => undefined };
+      const [ holder, waiter ] = pair.clients;
+      const key = `JOB_LOCKER_moved-${borrowed}`;
+      try {
+        const held = await holder.lock(`moved-${borrowed}`, 30000);
+        const waiting = waiter.lock(`moved-${borrowed}`, 30000, { waitTimeout: 25000 });
+        waiting.catch(() => undefined);
+        const queue = a.stores[0].client as unknown as Cluster;
+        while (await queue.zcard(`{${key}}:waiters`) < 1) await sleep(5);
+        const before = await ownerOf(key);
+        await moveSlotOf(key);
+        assert.notEqual(await ownerOf(key), before);
+        const releasedAt = Date.now();
+        assert.equal(await held.unlock(), true, 'released on the slot\'s new node');
+        const lock = await waiting;
+        assert.ok(Date.now() - releasedAt < 10000, `got the free lock ${Date.now() - releasedAt} ms after the release: at the 30 s lease`);
+        await lock.unlock();
+      } finally {
+        await pair.close();
+      }
+    });
   });
 
   it('spreads the test names over several slots (so multi-slot locks are really exercised)', () => {
