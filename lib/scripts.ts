@@ -119,8 +119,12 @@ return reply`;
  * when the deadline passes. KEYS[4] is the fencing counter, KEYS[5] the waiter queue that releases
  * wake. ARGV: value, ttl, ticket ttl, how releases wake (ANNOUNCE_FREE), and once its client
  * listens its wake channel and the queue slack (as ACQUIRE). A waiter that finds the key free while
- * an older one is first in line wakes that one. Returns { 1, token }, or { 0, key, holder, pttl } —
- * pttl -3 when the key is free but `holder` is an older waiter, first in line.
+ * an older one is first in line wakes that one. A client makes one fair call per key at a time
+ * (local-queue.ts), so a ticket with the caller's wake channel but another value was left behind by
+ * an earlier call whose leave was lost: it is dropped, not woken (the wake would come back to this
+ * client, which would ring its own waiter, in a loop until the ticket lapsed).
+ * Returns { 1, token }, or { 0, key, holder, pttl } — pttl -3 when the key is free but `holder` is
+ * an older waiter, first in line.
  */
 export const ACQUIRE_FAIR = `${NEXT_FENCE}${JOIN_WAITERS}
 local us = now_us()
@@ -128,7 +132,11 @@ local now = math.floor(us / 1000)
 local head
 while true do
   head = redis.call('zrange', KEYS[2], 0, 0)[1]
-  if not head or tonumber(string.match(redis.call('hget', KEYS[3], head) or '0', '^%d+')) > now then break end
+  if not head then break end
+  local deadline, wake = string.match(redis.call('hget', KEYS[3], head) or '0', '^(%d+) ?(.*)$')
+  -- drops lapsed tickets, and one this client left behind: with its wake channel but another value
+  local stale = ARGV[5] and wake == ARGV[5] and head ~= ARGV[1]
+  if tonumber(deadline) > now and not stale then break end
   redis.call('zrem', KEYS[2], head)
   redis.call('hdel', KEYS[3], head)
 end

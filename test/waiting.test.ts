@@ -408,6 +408,29 @@ describe('waiting, singleflight and reentrancy', () => {
     }
   });
 
+  it('with fair: true, a ticket the same client left behind is dropped by its next fair call, not woken in a loop', async () => {
+    const queue = 'JOB_LOCKER_fair-own:queue';
+    const held = await holder.lock('fair-own', 30000);
+    const store: any = waiter.stores[0];
+    store.leaveQueues = () => { // lost once, as when the connection drops just then
+      delete store.leaveQueues;
+      return Promise.reject(new Error('timed out'));
+    };
+    assert.ok(await waiter.lock('fair-own', 30000, { fair: true, waitTimeout: 300 }).catch(e => e) instanceof LockBusyError);
+    const [ stale ] = await views[0].zrange(queue, 0, -1);
+    assert.ok(stale, 'its ticket stayed');
+    const next = waiter.lock('fair-own', 30000, { fair: true, waitTimeout: 20000 });
+    while (!(await views[0].zrange(queue, 0, -1)).some(member => member !== stale)) await sleep(5);
+    const scriptsBefore = await scriptCalls(views[0]);
+    const releasedAt = Date.now();
+    await held.unlock();
+    const lock = await next;
+    const scripts = await scriptCalls(views[0]) - scriptsBefore;
+    assert.ok(Date.now() - releasedAt < 2500, `granted ${Date.now() - releasedAt} ms after the release: at the 5 s ticket lapse`);
+    assert.ok(scripts < 20, `${scripts} lock scripts for one hand-over: the client woke itself for its own stale ticket`);
+    await lock.unlock();
+  });
+
   it('refuses fair: true over several names, while config.fair leaves them unfair', async () => {
     await assert.rejects(waiter.lock([ 'x', 'y' ], 1000, { fair: true }), /options.fair needs one name on one logical Redis node/);
     const fairByDefault = await redlockOn(servers, { fair: true });
