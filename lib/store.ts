@@ -58,6 +58,9 @@ export interface WaitingAttempt {
  */
 export type WakeBy = 'publish' | 'spublish' | 'broadcast';
 
+/** Scripts that can grant a lock: not re-sent once their caller has given up (see runScript). */
+const GRANTING = new Set<ScriptName>([ 'ACQUIRE', 'ACQUIRE_FAIR' ]);
+
 const LOADED = Object.fromEntries(Object.entries(SCRIPTS).map(([ name, lua ]) => [ name, script(lua) ])) as Record<ScriptName, Script>;
 
 /** Waits for every promise, then rethrows the first failure: one slot's node failing does not stop the others. */
@@ -277,7 +280,11 @@ export class LockStore {
   }
 
   private run(name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> {
-    return this.bounded(runScript(this.client as any, LOADED[name], keys, args));
+    if (!GRANTING.has(name)) return this.bounded(runScript(this.client as any, LOADED[name], keys, args));
+    let gaveUp = false;
+    const reply = this.bounded(runScript(this.client as any, LOADED[name], keys, args, () => !gaveUp));
+    reply.catch(() => { gaveUp = true; });
+    return reply;
   }
 
   /** `reply`, or a rejection once the command timeout has passed: no Redis call of the plugin may wait forever. */

@@ -4,6 +4,7 @@ import type Redis from 'ioredis';
 import { LockBusyError, LockLostError, LockUnavailableError } from '../lib/errors';
 import { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
+import { SCRIPTS } from '../lib/scripts';
 import { eventually, inspect, lockKeysOn, redlockOn } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
 
@@ -362,6 +363,23 @@ for (const masters of [ 1, 3 ]) {
     });
 
     if (masters === 1) {
+      it('does not re-send a timed-out acquisition that met NOSCRIPT after its undo ran (no lock left behind)', async () => {
+        const quick = await redlockOn(servers, { commandTimeout: 300 });
+        try {
+          await views[0].script('FLUSH');
+          await views[0].script('LOAD', SCRIPTS.RELEASE); // the undo's script is cached, the acquisition's is not
+          servers[0].pause();
+          const err = await quick.tryLock('noscript', 60000).catch(e => e);
+          servers[0].resume(); // runs the acquisition (NOSCRIPT), then the undo (nothing to delete)
+          assert.ok(err instanceof LockUnavailableError, `tryLock() gave ${err}`);
+          await sleep(300); // room for a late EVAL of the acquisition
+          assert.equal(await views[0].exists('JOB_LOCKER_noscript'), 0, 'no lock left behind for a minute');
+        } finally {
+          servers[0].resume();
+          await quick.close();
+        }
+      });
+
       [ false, true ].forEach(fair => {
         it(`takes the lock when an earlier attempt of the same call was granted but its reply was lost${fair ? ' (fair)' : ''}`, async () => {
           const cut = await redlockOn(servers, { commandTimeout: 1000 });
