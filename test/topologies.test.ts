@@ -302,3 +302,61 @@ describe('Redis Sentinel as one logical node', function() {
 
   behavesAsOneNode(() => a, () => b);
 });
+
+describe('Redis Sentinel failover', function() {
+  this.timeout(120000);
+  let master: RedisServer;
+  let replica: RedisServer;
+  let sentinel: RedisServer;
+  let sentinelView: Redis;
+  let config: RedlockConfig;
+
+  before(async () => {
+    [ master, replica ] = await Promise.all([ RedisServer.start(), RedisServer.start() ]);
+    const replicaView = new Redis({ port: replica.port });
+    await replicaView.replicaof('127.0.0.1', master.port);
+    while (!(await replicaView.info('replication')).includes('master_link_status:up')) await sleep(50);
+    replicaView.disconnect();
+    const dir = mkdtempSync(path.join(tmpdir(), 'redlock-sentinel-'));
+    const conf = path.join(dir, 'sentinel.conf');
+    writeFileSync(conf, `sentinel monitor mymaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds mymaster 5000\n`);
+    sentinel = await RedisServer.start([ '--sentinel', '--dir', dir ], conf);
+    sentinelView = new Redis({ port: sentinel.port });
+    while ((await sentinelView.call('SENTINEL', 'REPLICAS', 'mymaster') as unknown[]).length === 0) await sleep(100);
+    config = { ...defaultConfig, connectTimeout: 5000, sentinel: { sentinels: [{ host: '127.0.0.1', port: sentinel.port }], name: 'mymaster' } };
+  });
+  after(async () => {
+    sentinelView?.disconnect();
+    await killAll([ sentinel, replica, master ].filter(Boolean));
+  });
+
+  it('a planned failover: clients connected to the old master stop taking locks there once Sentinel switches', async () => {
+    const before = await connectRedlock(config, new MemoryLogger());
+    const oldMaster = new Redis({ port: master.port });
+    try {
+      await (await before.lock('warm', 1000)).unlock();
+      for (let i = 0; ; i++) { // refused while the replica is not yet known to be in sync
+        try {
+          await sentinelView.call('SENTINEL', 'FAILOVER', 'mymaster');
+          break;
+        } catch (err) {
+          if (i > 100) throw err;
+          await sleep(200);
+        }
+      }
+      while (Number((await sentinelView.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster') as string[])[1]) !== replica.port) await sleep(20);
+      const switchedAt = Date.now();
+      // Sentinel demotes the old master only seconds later; until then it still takes writes.
+      let lastOnOld = -1;
+      for (let i = 0; Date.now() - switchedAt < 5000; i++) {
+        const lock = await before.tryLock(`probe-${i}`, 30000).catch(() => null);
+        if (lock && await oldMaster.get(`JOB_LOCKER_probe-${i}`).catch(() => null) === lock.value) lastOnOld = Date.now() - switchedAt;
+        await sleep(50);
+      }
+      assert.ok(lastOnOld < 3000, `took locks on the demoted master ${lastOnOld} ms after the switch, where clients connecting now take them on the new one`);
+    } finally {
+      oldMaster.disconnect();
+      await before.close();
+    }
+  });
+});

@@ -43,8 +43,9 @@ export class RedisServer {
     if (this.running) return Promise.resolve();
     const child = spawn('redis-server', [
       ...(this.configFile ? [ this.configFile ] : []), '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      // --dir: a replica stores the snapshot it syncs from its master there, not in the checkout
-      '--daemonize', 'no', '--loglevel', 'warning', '--logfile', '', '--dir', tmpdir(), ...this.extraArgs,
+      // --dir, new at each start: a replica stores the snapshot it syncs from its master there (not in
+      // the checkout), and a server started later in a shared dir would load it
+      '--daemonize', 'no', '--loglevel', 'warning', '--logfile', '', '--dir', mkdtempSync(path.join(tmpdir(), 'redlock-redis-')), ...this.extraArgs,
     ], { stdio: [ 'ignore', 'pipe', 'pipe' ] });
     this.process = child;
     // A test run that ends early (a timeout, --exit) must not leave servers behind.
