@@ -40,9 +40,7 @@ function createStores(source: StoreSource, config: RedlockConfig, borrow: (name:
     }
     case 'sentinel': {
       const { sentinels, name } = source.sentinel;
-      // failoverDetector: follow Sentinel's switch at once; a planned failover leaves the old master
-      // taking writes for seconds, and clients still connected to it would grant locks held anew.
-      const client = new Redis({ ...own, failoverDetector: true, ...source.sentinel, ...LOCK_CLIENT_OPTIONS });
+      const client = new Redis({ ...own, ...source.sentinel, ...LOCK_CLIENT_OPTIONS });
       return [ new LockStore(client as unknown as RedisLike, `sentinel(${name}@${sentinels.map(address).join(',')})`, true, commandTimeout) ];
     }
     default: // 'redis': clients borrowed from egg-redis

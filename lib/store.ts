@@ -252,11 +252,9 @@ export class LockStore {
 
   async close(): Promise<void> {
     if (!this.owned) return;
-    try {
-      await this.bounded(this.client.quit());
-    } catch {
-      this.client.disconnect();
-    }
+    await this.bounded(this.client.quit()).catch(() => undefined);
+    // Also after a QUIT: only disconnect() stops what a Sentinel client's failoverDetector keeps open.
+    this.client.disconnect();
   }
 
   /** A script may only touch keys of one Cluster slot; elsewhere all keys go in one script. */

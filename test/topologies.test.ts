@@ -11,7 +11,7 @@ import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
 import type { RedisLike } from '../lib/store';
 import { SCRIPTS } from '../lib/scripts';
-import { MemoryLogger, scriptCalls } from './support/clients';
+import { eventually, MemoryLogger, scriptCalls } from './support/clients';
 import { killAll, RedisServer, startRedisCluster } from './support/redis-server';
 
 /**
@@ -330,8 +330,12 @@ describe('Redis Sentinel failover', function() {
     await killAll([ sentinel, replica, master ].filter(Boolean));
   });
 
-  it('a planned failover: clients connected to the old master stop taking locks there once Sentinel switches', async () => {
-    const before = await connectRedlock(config, new MemoryLogger());
+  /** Connections the sentinel has open. */
+  const sentinelConnections = async () => String(await sentinelView.client('LIST')).trim().split('\n').length;
+
+  it('a planned failover: with failoverDetector, clients connected to the old master stop taking locks there once Sentinel switches', async () => {
+    const connectionsBefore = await sentinelConnections();
+    const before = await connectRedlock({ ...config, sentinel: { ...config.sentinel!, failoverDetector: true } }, new MemoryLogger());
     const oldMaster = new Redis({ port: master.port });
     try {
       await (await before.lock('warm', 1000)).unlock();
@@ -358,5 +362,6 @@ describe('Redis Sentinel failover', function() {
       oldMaster.disconnect();
       await before.close();
     }
+    await eventually(async () => assert.equal(await sentinelConnections(), connectionsBefore, 'close() left the detector\'s connection open'));
   });
 });
