@@ -380,29 +380,39 @@ describe('waiting, singleflight and reentrancy', () => {
     }
   });
 
+  /** The client's next leave of a queue is lost, as when its connection drops just then. */
+  function loseNextLeave(client: Redlock): void {
+    const store: any = client.stores[0];
+    store.leaveQueues = () => {
+      delete store.leaveQueues;
+      return Promise.reject(new Error('timed out'));
+    };
+  }
+
+  /** Releases `held`; `next` must get the lock at once, in a handful of scripts (not at the 5 s ticket lapse). */
+  async function assertPromptHandOver(held: Lock, next: Promise<Lock>, otherwise: string): Promise<void> {
+    const scriptsBefore = await scriptCalls(views[0]);
+    const releasedAt = Date.now();
+    await held.unlock();
+    const lock = await next;
+    const scripts = await scriptCalls(views[0]) - scriptsBefore;
+    assert.ok(Date.now() - releasedAt < 2500, `granted ${Date.now() - releasedAt} ms after the release: at the 5 s ticket lapse`);
+    assert.ok(scripts < 20, `${scripts} lock scripts for one hand-over: ${otherwise}`);
+    await lock.unlock();
+  }
+
   it('with fair: true, a ticket left behind by a live client (its leave was lost) is dropped at the first wake, not bounced until it lapses', async () => {
     const fairWaiter = await redlockOn(servers);
     try {
       const held = await holder.lock('fair-lost', 30000);
-      const store: any = waiter.stores[0];
-      store.leaveQueues = () => { // lost once, as on a slow link
-        delete store.leaveQueues;
-        return Promise.reject(new Error('timed out'));
-      };
+      loseNextLeave(waiter);
       const quitter = waiter.lock('fair-lost', 30000, { fair: true, waitTimeout: 500 }).catch(e => e);
       while (await views[0].zcard('JOB_LOCKER_fair-lost:queue') < 1) await sleep(5);
       const next = fairWaiter.lock('fair-lost', 30000, { fair: true, waitTimeout: 20000 });
       while (await views[0].zcard('JOB_LOCKER_fair-lost:queue') < 2) await sleep(5);
       assert.ok(await quitter instanceof LockBusyError);
       assert.equal(await views[0].zcard('JOB_LOCKER_fair-lost:queue'), 2, 'its ticket stayed');
-      const scriptsBefore = await scriptCalls(views[0]);
-      const releasedAt = Date.now();
-      await held.unlock();
-      const lock = await next;
-      const scripts = await scriptCalls(views[0]) - scriptsBefore;
-      assert.ok(Date.now() - releasedAt < 2500, `granted ${Date.now() - releasedAt} ms after the release: at the 5 s ticket lapse`);
-      assert.ok(scripts < 20, `${scripts} lock scripts for one hand-over: wakes bounced between the two clients`);
-      await lock.unlock();
+      await assertPromptHandOver(held, next, 'wakes bounced between the two clients');
     } finally {
       await fairWaiter.close();
     }
@@ -411,24 +421,13 @@ describe('waiting, singleflight and reentrancy', () => {
   it('with fair: true, a ticket the same client left behind is dropped by its next fair call, not woken in a loop', async () => {
     const queue = 'JOB_LOCKER_fair-own:queue';
     const held = await holder.lock('fair-own', 30000);
-    const store: any = waiter.stores[0];
-    store.leaveQueues = () => { // lost once, as when the connection drops just then
-      delete store.leaveQueues;
-      return Promise.reject(new Error('timed out'));
-    };
+    loseNextLeave(waiter);
     assert.ok(await waiter.lock('fair-own', 30000, { fair: true, waitTimeout: 300 }).catch(e => e) instanceof LockBusyError);
     const [ stale ] = await views[0].zrange(queue, 0, -1);
     assert.ok(stale, 'its ticket stayed');
     const next = waiter.lock('fair-own', 30000, { fair: true, waitTimeout: 20000 });
     while (!(await views[0].zrange(queue, 0, -1)).some(member => member !== stale)) await sleep(5);
-    const scriptsBefore = await scriptCalls(views[0]);
-    const releasedAt = Date.now();
-    await held.unlock();
-    const lock = await next;
-    const scripts = await scriptCalls(views[0]) - scriptsBefore;
-    assert.ok(Date.now() - releasedAt < 2500, `granted ${Date.now() - releasedAt} ms after the release: at the 5 s ticket lapse`);
-    assert.ok(scripts < 20, `${scripts} lock scripts for one hand-over: the client woke itself for its own stale ticket`);
-    await lock.unlock();
+    await assertPromptHandOver(held, next, 'the client woke itself for its own stale ticket');
   });
 
   it('refuses fair: true over several names, while config.fair leaves them unfair', async () => {
