@@ -3,6 +3,7 @@ import type { Agent, Application } from 'egg';
 import { CLUSTER_KEY_PREFIX, RedlockConfig, StoreSource, validateConfig } from './config';
 import { LockUnavailableError } from './errors';
 import { Redlock } from './redlock';
+import { SentinelSwitches } from './sentinel-switches';
 import { LockStore, RedisLike, whenReady } from './store';
 import { quorum } from './timing';
 
@@ -40,8 +41,11 @@ function createStores(source: StoreSource, config: RedlockConfig, borrow: (name:
     }
     case 'sentinel': {
       const { sentinels, name } = source.sentinel;
-      const client = new Redis({ ...own, ...source.sentinel, ...LOCK_CLIENT_OPTIONS });
-      return [ new LockStore(client as unknown as RedisLike, `sentinel(${name}@${sentinels.map(address).join(',')})`, true, commandTimeout) ];
+      const client = new Redis({ ...own, ...source.sentinel, ...LOCK_CLIENT_OPTIONS }) as unknown as RedisLike;
+      const store = new LockStore(client, `sentinel(${name}@${sentinels.map(address).join(',')})`, true, commandTimeout);
+      store.switches = new SentinelSwitches(source.sentinel);
+      store.switches.follow(client);
+      return [ store ];
     }
     default: // 'redis': clients borrowed from egg-redis
       return source.names.map(name => {

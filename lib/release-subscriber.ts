@@ -147,6 +147,7 @@ export class ReleaseSubscriber {
         ? client.duplicate(undefined, { shardedSubscribers: true, slotsRefreshInterval: client.options.slotsRefreshInterval || SLOTS_REFRESH_MS })
         : client.duplicate()) as RedisLike;
       subscriber.on('error', () => undefined); // the lock's own client reports outages
+      this.store.switches?.follow(subscriber);
       subscriber.on('message', (channel: string, message: string) => {
         if (channel === this.wakeChannel) this.wake(message);
         else for (const listener of this.channels.get(channel)?.listeners ?? []) listener();

@@ -1,6 +1,7 @@
 import calculateSlot from 'cluster-key-slot';
 import { Deadlines } from './deadlines';
 import { COMPANIONS, companionKey, shardedWakeChannel } from './keys';
+import type { SentinelSwitches } from './sentinel-switches';
 import { WAITER_QUEUE_SLACK } from './timing';
 import { runScript, script, Script, ScriptName, SCRIPTS } from './scripts';
 
@@ -11,7 +12,7 @@ export interface RedisLike {
   once(event: string, listener: (...args: any[]) => void): unknown;
   removeListener(event: string, listener: (...args: any[]) => void): unknown;
   quit(): Promise<unknown>;
-  disconnect(): void;
+  disconnect(reconnect?: boolean): void;
   [command: string]: any;
 }
 
@@ -97,6 +98,9 @@ export class LockStore {
   readonly keyPrefix: string;
   /** An acquire script's reply, read (one function for every call, not a closure per call). */
   private readonly acquired = (reply: unknown): AcquireReply => acquireReply(reply, this.keyPrefix);
+
+  /** On Sentinel: moves the store's connections (the client, the wake subscriber) to a new master at once. */
+  switches?: SentinelSwitches;
 
   constructor(
     readonly client: RedisLike,

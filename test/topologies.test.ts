@@ -333,12 +333,16 @@ describe('Redis Sentinel failover', function() {
   /** Connections the sentinel has open. */
   const sentinelConnections = async () => String(await sentinelView.client('LIST')).trim().split('\n').length;
 
-  it('a planned failover: with failoverDetector, clients connected to the old master stop taking locks there once Sentinel switches', async () => {
+  it('a planned failover: clients connected to the old master move to the new one once Sentinel switches (locks, and wakes)', async () => {
     const connectionsBefore = await sentinelConnections();
-    const before = await connectRedlock({ ...config, sentinel: { ...config.sentinel!, failoverDetector: true } }, new MemoryLogger());
+    const [ before, waiter ] = await Promise.all([ 1, 2 ].map(() => connectRedlock(config, new MemoryLogger())));
     const oldMaster = new Redis({ port: master.port });
+    const newMaster = new Redis({ port: replica.port });
     try {
-      await (await before.lock('warm', 1000)).unlock();
+      const held = await before.lock('handed', 30000);
+      const waiting = waiter.lock('handed', 30000, { waitTimeout: 25000 });
+      waiting.catch(() => undefined);
+      while (await newMaster.zcard('JOB_LOCKER_handed:waiters') < 1) await sleep(20); // queued, and replicated
       for (let i = 0; ; i++) { // refused while the replica is not yet known to be in sync
         try {
           await sentinelView.call('SENTINEL', 'FAILOVER', 'mymaster');
@@ -350,6 +354,20 @@ describe('Redis Sentinel failover', function() {
       }
       while (Number((await sentinelView.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster') as string[])[1]) !== replica.port) await sleep(20);
       const switchedAt = Date.now();
+      // Released on the new master: the waiter, whose wake subscription was on the old one, is woken.
+      await eventually(async () => assert.equal(before.stores[0].client.stream?.remotePort, replica.port, 'moved to the new master'));
+      for (let i = 0; ; i++) {
+        try {
+          assert.equal(await held.unlock(), true);
+          break;
+        } catch (err) { // unavailable while reconnecting
+          if (i > 100) throw err;
+          await sleep(50);
+        }
+      }
+      const releasedAt = Date.now();
+      await (await waiting).unlock();
+      assert.ok(Date.now() - releasedAt < 3000, `the waiter got the lock ${Date.now() - releasedAt} ms after its release on the new master`);
       // Sentinel demotes the old master only seconds later; until then it still takes writes.
       let lastOnOld = -1;
       for (let i = 0; Date.now() - switchedAt < 5000; i++) {
@@ -360,8 +378,9 @@ describe('Redis Sentinel failover', function() {
       assert.ok(lastOnOld < 3000, `took locks on the demoted master ${lastOnOld} ms after the switch, where clients connecting now take them on the new one`);
     } finally {
       oldMaster.disconnect();
-      await before.close();
+      newMaster.disconnect();
+      await Promise.all([ before.close(), waiter.close() ]);
     }
-    await eventually(async () => assert.equal(await sentinelConnections(), connectionsBefore, 'close() left the detector\'s connection open'));
+    await eventually(async () => assert.equal(await sentinelConnections(), connectionsBefore, 'close() left a connection to the sentinel open'));
   });
 });
