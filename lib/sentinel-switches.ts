@@ -21,8 +21,11 @@ export class SentinelSwitches {
 
   constructor(private readonly group: SentinelGroup) {}
 
-  /** Follows the master's switches with `connection` until it ends. */
+  private closed = false;
+
+  /** Follows the master's switches with `connection` until it ends, or until close(). */
   follow(connection: RedisLike): void {
+    if (this.closed) return;
     this.connections.add(connection);
     connection.once('end', () => {
       this.connections.delete(connection);
@@ -55,6 +58,13 @@ export class SentinelSwitches {
       const stream = connection.stream;
       if (stream?.remoteAddress !== host || stream?.remotePort !== Number(port)) connection.disconnect(true);
     }
+  }
+
+  /** Stops listening; called when the store closes (a connection closed while reconnecting never ends). */
+  close(): void {
+    this.closed = true;
+    this.connections.clear();
+    this.stop();
   }
 
   private stop(): void {

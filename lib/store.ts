@@ -255,6 +255,7 @@ export class LockStore {
   }
 
   async close(): Promise<void> {
+    this.switches?.close();
     if (!this.owned) return;
     await this.bounded(this.client.quit()).catch(() => undefined);
     // Also after a QUIT: only disconnect() stops what a Sentinel client's failoverDetector keeps open.

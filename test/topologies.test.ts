@@ -383,4 +383,14 @@ describe('Redis Sentinel failover', function() {
     }
     await eventually(async () => assert.equal(await sentinelConnections(), connectionsBefore, 'close() left a connection to the sentinel open'));
   });
+
+  it('closes its connections to the sentinels also while the master is down (a reconnecting client never ends)', async () => {
+    const connectionsBefore = await sentinelConnections();
+    const client = await connectRedlock(config, new MemoryLogger());
+    const current = [ master, replica ].find(server => server.port === client.stores[0].client.stream?.remotePort)!;
+    await current.kill();
+    await eventually(async () => assert.equal(client.stores[0].client.status, 'reconnecting'));
+    await client.close();
+    await eventually(async () => assert.equal(await sentinelConnections(), connectionsBefore, 'close() left a connection to the sentinel open'));
+  });
 });
