@@ -129,13 +129,14 @@ return reply`;
 export const ACQUIRE_FAIR = `${NEXT_FENCE}${JOIN_WAITERS}
 local us = now_us()
 local now = math.floor(us / 1000)
-local head
+local head, head_wake
 while true do
   head = redis.call('zrange', KEYS[2], 0, 0)[1]
   if not head then break end
-  local deadline, wake = string.match(redis.call('hget', KEYS[3], head) or '0', '^(%d+) ?(.*)$')
+  local deadline
+  deadline, head_wake = string.match(redis.call('hget', KEYS[3], head) or '0', '^(%d+) ?(.*)$')
   -- drops lapsed tickets, and one this client left behind: with its wake channel but another value
-  local stale = ARGV[5] and wake == ARGV[5] and head ~= ARGV[1]
+  local stale = ARGV[5] and head_wake == ARGV[5] and head ~= ARGV[1]
   if tonumber(deadline) > now and not stale then break end
   redis.call('zrem', KEYS[2], head)
   redis.call('hdel', KEYS[3], head)
@@ -159,9 +160,8 @@ redis.call('pexpire', KEYS[3], ARGV[3])
 local pttl = holder and redis.call('pttl', KEYS[1]) or 0
 if ARGV[5] then join_waiters(KEYS[5], ARGV[5], pttl, ARGV[6]) end
 if holder then return { 0, KEYS[1], holder, pttl } end
-local head_wake = string.match(redis.call('hget', KEYS[3], head), ' (.+)$')
 -- the head's own value: a client with no waiter for the key left a ticket behind, and drops it (Redlock#passOn)
-if head_wake and ARGV[4] ~= 'broadcast' then redis.call(ARGV[4], head_wake, head .. '\\n' .. KEYS[1]) end
+if head_wake ~= '' and ARGV[4] ~= 'broadcast' then redis.call(ARGV[4], head_wake, head .. '\\n' .. KEYS[1]) end
 return { 0, KEYS[1], head, -3 }`;
 
 /**
