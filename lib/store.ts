@@ -258,7 +258,7 @@ export class LockStore {
     this.switches?.close();
     if (!this.owned) return;
     await this.bounded(this.client.quit()).catch(() => undefined);
-    // Also after a QUIT: only disconnect() stops what a Sentinel client's failoverDetector keeps open.
+    // Also after a QUIT: only disconnect() stops the failoverDetector that config.redlock.sentinel may set.
     this.client.disconnect();
   }
 

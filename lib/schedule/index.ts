@@ -52,9 +52,9 @@ function jobOptions(item: ScheduleItem, dirs: string[]): (JobLockOptions & { nam
  * every machine: boot fails instead. The same file built as `.ts` and `.js` is one job.
  */
 function claimName(fileOf: Map<string, string>, name: string, file: string, key: string): void {
-  const stem = file.slice(0, file.length - path.extname(file).length);
+  const stem = (f: string) => f.slice(0, f.length - path.extname(f).length);
   const other = fileOf.get(name);
-  if (other !== undefined && other.slice(0, other.length - path.extname(other).length) !== stem) {
+  if (other !== undefined && stem(other) !== stem(file)) {
     throw new TypeError(`[egg-distributed-lock] schedules ${other} and ${file} would share the fleet-wide name '${name}' ` +
       `(${key}), and one would skip the other's fires: give one of them schedule.lock.name`);
   }
