@@ -1,5 +1,5 @@
 /** Checks of API arguments; each error names the argument. */
-import { COMPANIONS } from './keys';
+import { COMPANIONS, fitsOneClusterSlot } from './keys';
 import { canLease, clockDrift, MAX_TIMER_MS } from './timing';
 
 const RESERVED_ENDINGS = Object.values(COMPANIONS);
@@ -31,6 +31,18 @@ export function checkNames(names: unknown): string[] {
     return [ ...new Set(checked) ].sort();
   }
   return [ checkName(names) ];
+}
+
+/**
+ * On a Redis Cluster a `}` may only close a hash tag (`{order}:1`): a lock key's companions could not
+ * share its slot otherwise (keys.ts#fitsOneClusterSlot).
+ */
+export function checkClusterKeys(names: string[], keys: string[]): void {
+  const misfit = keys.findIndex(key => !fitsOneClusterSlot(key));
+  if (misfit >= 0) {
+    throw new RangeError('[egg-distributed-lock] on a Redis Cluster a lock name may contain \'}\' only to close a hash tag ' +
+      `('{order}:1'), or the plugin's keys beside the lock would land in another slot; got '${names[misfit]}'`);
+  }
 }
 
 export function checkTtl(ttl: unknown, argument = 'ttl'): number {

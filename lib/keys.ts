@@ -46,10 +46,22 @@ export function shardedWakeChannel(key: string, wake: string): string {
  * its tag when it has none; elsewhere it is simply `<key><suffix>`, under the same prefix.
  */
 export function companionKey(key: string, suffix: string, clustered: boolean): string {
-  if (!clustered) return `${key}${suffix}`;
+  return !clustered || hashTag(key) !== undefined ? `${key}${suffix}` : `{${key}}${suffix}`;
+}
+
+/** What lies between a key's first `{` and the first `}` after it, if anything: all a Cluster hashes of the key. */
+function hashTag(key: string): string | undefined {
   const open = key.indexOf('{');
-  const hasTag = open >= 0 && key.indexOf('}', open + 2) > open;
-  return hasTag ? `${key}${suffix}` : `{${key}}${suffix}`;
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
+}
+
+/**
+ * Whether a Cluster can keep companion keys in the slot of `key`: one made its own hash tag must
+ * not contain a `}`, which would end that tag early (`{a}b}:fence` hashes `a`, where `a}b` hashes whole).
+ */
+export function fitsOneClusterSlot(key: string): boolean {
+  return hashTag(key) !== undefined || !key.includes('}');
 }
 
 /** This process, as other processes see it in a busy error. */

@@ -1,4 +1,4 @@
-import { checkCount, checkFunction, checkLeaseTtl, checkNames, checkOptions } from './arguments';
+import { checkClusterKeys, checkCount, checkFunction, checkLeaseTtl, checkNames, checkOptions } from './arguments';
 import type { Logger } from './boot';
 import type { RedlockConfig } from './config';
 import { Alarm } from './alarm';
@@ -109,6 +109,7 @@ export class Redlock implements LockOwner {
     const plan = options === undefined && sorted.length === 1 ? this.defaultPlan : this.waitPlan(checkOptions<LockOptions>(options), sorted.length);
     const deadline = steadyNow() + plan.budget;
     const keys = sorted.map(n => this.key(n));
+    if (this.stores[0].clustered) checkClusterKeys(sorted, keys);
     if (this.closed) throw closedError(keys);
 
     const reentered = heldHere(this, keys);

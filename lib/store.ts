@@ -96,6 +96,8 @@ export class LockStore {
    * (in script replies and wake messages) carry it, and lose it here. Not on a Cluster (config.ts).
    */
   readonly keyPrefix: string;
+  /** Whether the client is a Redis Cluster's: a script may touch only one slot's keys (keys.ts#companionKey). */
+  readonly clustered: boolean;
   /** An acquire script's reply, read (one function for every call, not a closure per call). */
   private readonly acquired = (reply: unknown): AcquireReply => acquireReply(reply, this.keyPrefix);
 
@@ -111,13 +113,14 @@ export class LockStore {
     commandTimeout: number,
   ) {
     this.deadlines = new Deadlines(commandTimeout);
-    this.wakeBy = client.isCluster === true ? 'broadcast' : 'publish';
+    this.clustered = client.isCluster === true;
+    this.wakeBy = this.clustered ? 'broadcast' : 'publish';
     this.keyPrefix = client.options?.keyPrefix ?? '';
     // Load the scripts whenever a connection is (re)established, before anything else is sent on
     // it: an EVALSHA that meets NOSCRIPT is re-sent as EVAL *after* commands queued behind it, so
     // a release could overtake the acquisition it should undo. (A Cluster routes SCRIPT LOAD to one
     // node only; there the EVAL fallback alone remains.)
-    if (client.isCluster !== true) {
+    if (!this.clustered) {
       const load = () => {
         for (const { lua } of Object.values(LOADED)) client.script('LOAD', lua).catch(() => undefined);
       };
@@ -131,7 +134,7 @@ export class LockStore {
   }
 
   private companion(key: string, suffix: string): string {
-    return companionKey(key, suffix, this.client.isCluster === true);
+    return companionKey(key, suffix, this.clustered);
   }
 
   private waiterQueues(keys: string[]): string[] {
@@ -154,7 +157,7 @@ export class LockStore {
    */
   async detectShardedWakes(): Promise<void> {
     const { client } = this;
-    if (client.isCluster !== true || client.options?.shardedSubscribers === undefined) return;
+    if (!this.clustered || client.options?.shardedSubscribers === undefined) return;
     try {
       const [ spublish ] = await this.bounded(client.command('INFO', 'spublish')) as unknown[];
       if (spublish) this.wakeBy = 'spublish';
@@ -264,7 +267,7 @@ export class LockStore {
 
   /** A script may only touch keys of one Cluster slot; elsewhere all keys go in one script. */
   private slotGroups(keys: string[]): string[][] {
-    if (this.client.isCluster !== true || keys.length === 1) return [ keys ];
+    if (!this.clustered || keys.length === 1) return [ keys ];
     const bySlot = new Map<number, string[]>();
     for (const key of keys) {
       const slot = calculateSlot(key);

@@ -40,16 +40,19 @@ function behavesAsOneNode(redlock: () => Redlock, other: () => Redlock) {
     await held.unlock();
   });
 
-  for (const fair of [ false, true ]) {
-    it(`wakes a${fair ? ' fair' : ''} waiter with the release (companion keys in the right slot)`, async () => {
-      const held = await redlock().lock('wake', 20000, { fair });
-      const waiter = other().lock('wake', 1000, { waitTimeout: 10000, fair });
-      await sleep(300);
-      const releasedAt = Date.now();
-      await held.unlock();
-      await (await waiter).unlock();
-      assert.ok(Date.now() - releasedAt < 5000, 'not the 20 s lease');
-    });
+  // Braces: a '{' that opens no tag, and a tag followed by a '}' (the companion keys must share the slot).
+  for (const name of [ 'wake', 'wake{odd', '{x}}y' ]) {
+    for (const fair of [ false, true ]) {
+      it(`wakes a${fair ? ' fair' : ''} waiter of '${name}' with the release (companion keys in the right slot)`, async () => {
+        const held = await redlock().lock(name, 20000, { fair });
+        const waiter = other().lock(name, 1000, { waitTimeout: 10000, fair });
+        await sleep(300);
+        const releasedAt = Date.now();
+        await held.unlock();
+        await (await waiter).unlock();
+        assert.ok(Date.now() - releasedAt < 5000, 'not the 20 s lease');
+      });
+    }
   }
 }
 
@@ -256,6 +259,13 @@ describe('Redis Cluster as one logical node', function() {
         await pair.close();
       }
     });
+  });
+
+  it('refuses a name with a \'}\' that closes no hash tag, and says why (its companion keys could not share its slot)', async () => {
+    for (const name of [ 'wake}odd', '{}wake', 'a{}b}c' ]) {
+      await assert.rejects(a.lock(name, 1000), (err: Error) => err instanceof RangeError && err.message.includes(`only to close a hash tag ('{order}:1'), or the plugin's keys beside the lock would land in another slot; got '${name}'`));
+    }
+    await assert.rejects(a.tryLock([ 'fine', 'odd}' ], 1000), /got 'odd}'/);
   });
 
   it('spreads the test names over several slots (so multi-slot locks are really exercised)', () => {
