@@ -54,10 +54,10 @@ export function checkTtl(ttl: unknown, argument = 'ttl'): number {
 }
 
 /** A lease's ttl: also longer than the clock-drift allowance, or the lease would be over before it is granted. */
-export function checkLeaseTtl(ttl: unknown, driftFactor: number): number {
-  const checked = checkTtl(ttl);
+export function checkLeaseTtl(ttl: unknown, driftFactor: number, argument = 'ttl'): number {
+  const checked = checkTtl(ttl, argument);
   if (!canLease(checked, driftFactor)) {
-    throw new RangeError(`[egg-distributed-lock] ttl must be more than the clock-drift allowance (${clockDrift(checked, driftFactor)} ms ` +
+    throw new RangeError(`[egg-distributed-lock] ${argument} must be more than the clock-drift allowance (${clockDrift(checked, driftFactor)} ms ` +
       `for driftFactor ${driftFactor}: such a lease is over before it is granted), got ${checked}`);
   }
   return checked;

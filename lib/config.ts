@@ -1,5 +1,5 @@
 import type { ClusterOptions, RedisOptions, SentinelAddress } from 'ioredis';
-import { MAX_TIMER_MS } from './timing';
+import { canLease, clockDrift, MAX_TIMER_MS } from './timing';
 
 /** One Redis server given by address (a single node, or one of 3/5 independent Redlock masters). */
 export type RedisClientOptions = RedisOptions;
@@ -100,6 +100,14 @@ function checkInteger(field: string, value: unknown, min: number, max = Number.M
   return value;
 }
 
+/** A lease: also longer than its clock-drift allowance, or every lock taken with it fails (arguments.ts#checkLeaseTtl). */
+function checkLease(field: string, ttl: unknown, driftFactor: number): void {
+  const checked = checkInteger(field, ttl, 1, MAX_TIMER_MS);
+  if (!canLease(checked, driftFactor)) {
+    fail(field, `more than its clock-drift allowance (${clockDrift(checked, driftFactor)} ms for driftFactor ${driftFactor})`, ttl);
+  }
+}
+
 function checkAddress(field: string, node: unknown): void {
   if (!node || typeof node !== 'object') fail(field, 'an object like { host, port }', node);
   const { host, port, path } = node as { host?: unknown; port?: unknown; path?: unknown };
@@ -121,7 +129,10 @@ export function validateConfig(config: RedlockConfig): StoreSource {
       (given.length ? `, got ${given.map(k => `'${k}'`).join(' and ')}` : ', got none'));
   }
   if (typeof config.prefix !== 'string') fail('prefix', 'a string', config.prefix);
-  checkInteger('ttl', config.ttl, 1, MAX_TIMER_MS);
+  if (typeof config.driftFactor !== 'number' || !(config.driftFactor >= 0 && config.driftFactor < 0.5)) {
+    fail('driftFactor', 'a number in [0, 0.5)', config.driftFactor);
+  }
+  checkLease('ttl', config.ttl, config.driftFactor);
   checkInteger('retryCount', config.retryCount, -1);
   checkInteger('retryDelay', config.retryDelay, 0);
   checkInteger('retryJitter', config.retryJitter, 0);
@@ -132,13 +143,10 @@ export function validateConfig(config: RedlockConfig): StoreSource {
   }
   checkInteger('commandTimeout', config.commandTimeout, 1, MAX_TIMER_MS);
   checkInteger('connectTimeout', config.connectTimeout, 1, MAX_TIMER_MS);
-  if (typeof config.driftFactor !== 'number' || !(config.driftFactor >= 0 && config.driftFactor < 0.5)) {
-    fail('driftFactor', 'a number in [0, 0.5)', config.driftFactor);
-  }
   const schedule = config.schedule;
   if (!schedule || typeof schedule !== 'object') fail('schedule', 'an object', schedule);
   if (typeof schedule.enable !== 'boolean') fail('schedule.enable', 'a boolean', schedule.enable);
-  if (schedule.ttl !== undefined) checkInteger('schedule.ttl', schedule.ttl, 1, MAX_TIMER_MS);
+  if (schedule.ttl !== undefined) checkLease('schedule.ttl', schedule.ttl, config.driftFactor);
   checkInteger('schedule.clockTolerance', schedule.clockTolerance, 0, MAX_TIMER_MS);
   if (schedule.onUnavailable !== 'skip' && schedule.onUnavailable !== 'run') {
     fail('schedule.onUnavailable', "'skip' or 'run'", schedule.onUnavailable);

@@ -185,6 +185,8 @@ describe('Egg plugin', () => {
         /config.redlock.redis must be an egg-redis client name or a non-empty array of names \(e.g. 'default'\), not a URL, got "redis:\/\/\*\*\*@10.0.0.1:6379"$/ ],
       [ 'bad port', { clients: [{ host: '127.0.0.1', port: 'x' }] }, /config.redlock.clients\[0\].port must be an integer between 1 and 65535, got "x"/ ],
       [ 'negative ttl', { clients: [{ port: 1 }], ttl: -1 }, /config.redlock.ttl must be an integer between 1 and \d+, got -1/ ],
+      [ 'ttl within its clock-drift allowance', { clients: [{ port: 1 }], ttl: 2 }, /config.redlock.ttl must be more than its clock-drift allowance \(2 ms for driftFactor 0.01\), got 2/ ],
+      [ 'schedule.ttl within its clock-drift allowance', { clients: [{ port: 1 }], schedule: { ttl: 2 } }, /config.redlock.schedule.ttl must be more than its clock-drift allowance/ ],
       [ 'fractional ttl', { clients: [{ port: 1 }], ttl: 1.5 }, /config.redlock.ttl must be an integer/ ],
       [ 'commandTimeout beyond a timer', { clients: [{ port: 1 }], commandTimeout: 2 ** 31 }, /config.redlock.commandTimeout must be an integer between 1 and 2147483647, got 2147483648/ ],
       [ 'keyPrefix on a Cluster', { cluster: { nodes: [{ port: 1 }], keyPrefix: 'app:' } }, /config.redlock.cluster.keyPrefix must be unset on a Redis Cluster \(ioredis would put it before the lock key and its companion keys alike.*CROSSSLOT; use config.redlock.prefix\), got "app:"/ ],

@@ -58,6 +58,15 @@ describe('scheduled jobs under egg-mock', () => {
     }
   });
 
+  it('refuses to boot when a task\'s lease is no longer than its clock-drift allowance (every fire would fail to lock)', async () => {
+    const tiny = mm.app({ baseDir: path.join(__dirname, 'fixtures/apps/tiny-lease-job-app'), cache: false });
+    try {
+      await assert.rejects(tiny.ready(), /schedule.lock of .*tiny.js.ttl must be more than the clock-drift allowance \(2 ms for driftFactor 0.01/);
+    } finally {
+      await tiny.close();
+    }
+  });
+
   it('runs app.runSchedule() under JOB_LOCKER_<name>, then releases and records the run', async () => {
     await app.runSchedule('report');
     assert.equal(runs().length, 1);

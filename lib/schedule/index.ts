@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Application } from 'egg';
-import { checkName, checkTtl } from '../arguments';
+import { checkLeaseTtl, checkName } from '../arguments';
 import { appScheduleDirs, jobName } from './job-names';
 import { lockedTask, manualRuns, Task } from './locked-task';
 import type { Logger } from '../boot';
@@ -28,7 +28,7 @@ interface ScheduleWorker {
 const LOCKED = Symbol('egg-distributed-lock#locked');
 
 /** The lock options of one task, checked; undefined when the task is not locked. */
-function jobOptions(item: ScheduleItem, dirs: string[]): (JobLockOptions & { name: string; fromPath: boolean }) | undefined {
+function jobOptions(item: ScheduleItem, dirs: string[], driftFactor: number): (JobLockOptions & { name: string; fromPath: boolean }) | undefined {
   const { type, lock } = item.schedule;
   if (type !== 'worker' || lock === false) return undefined;
   const field = `schedule.lock of ${item.key}`;
@@ -39,7 +39,7 @@ function jobOptions(item: ScheduleItem, dirs: string[]): (JobLockOptions & { nam
   const name = fromPath ? jobName(item.key, dirs) : lock!.name;
   if (name === undefined) return undefined; // a plugin's per-machine schedule
   checkName(name, fromPath ? `the job name of ${item.key}` : `${field}.name`);
-  if (lock?.ttl !== undefined) checkTtl(lock.ttl, `${field}.ttl`);
+  if (lock?.ttl !== undefined) checkLeaseTtl(lock.ttl, driftFactor, `${field}.ttl`);
   if (lock?.onUnavailable !== undefined && lock.onUnavailable !== 'skip' && lock.onUnavailable !== 'run') {
     throw new TypeError(`[egg-distributed-lock] ${field}.onUnavailable must be 'skip' or 'run', got ${String(lock.onUnavailable)}`);
   }
@@ -74,7 +74,7 @@ export function lockAppSchedules(app: Application): void {
   const fileOf = new Map<string, string>(); // derived job name → the task file it came from
 
   const wrap = (item: ScheduleItem) => {
-    const options = jobOptions(item, dirs);
+    const options = jobOptions(item, dirs, redlock.driftFactor);
     if (!options || (item.task as any)[LOCKED]) return;
     if (options.fromPath) claimName(fileOf, options.name, item.key, redlock.key(options.name));
     const job = {
