@@ -110,16 +110,18 @@ export class Lock {
   /**
    * Gives back one hold; the last one releases the lock. Resolves false when it had already expired
    * or been taken (it never deletes a lock someone else holds); rejects with LockUnavailableError
-   * only when too few nodes answered to tell. `all` releases regardless of holds (closing the app).
+   * only when too few nodes answered to tell while the lease may still run. `all` releases
+   * regardless of holds (closing the app).
    */
   async unlock(all = false): Promise<boolean> {
     if (this.released) return false;
     if (this.holds > 1 && !all) {
       this.holds--;
-      return true;
+      return this.isHeld; // an outer hold releases it; this one only learns whether it was still ours
     }
     const result = await releaseQuorum(this.owner.stores, this.keys, this.value);
-    if (!result.granted && unreachable(result.outcomes)) throw new LockUnavailableError(this.keys, result.outcomes);
+    // Past its lease by this process's clock it had expired: unanswered, that is still the answer.
+    if (!result.granted && unreachable(result.outcomes) && this.isHeld) throw new LockUnavailableError(this.keys, result.outcomes);
     this.released = true;
     this.owner.forget(this);
     return result.granted;

@@ -74,6 +74,8 @@ export class Redlock implements LockOwner {
   private active = 0;
   private whenIdle?: () => void;
   private defaults?: WaitPlan;
+  /** Why Redis last refused the caller of each key that is asking it, for the local callers behind it (`busyHere`). */
+  private readonly refusals = new Map<string, { error: LockError; at: number }>();
 
   constructor(
     readonly stores: LockStore[],
@@ -201,6 +203,7 @@ export class Redlock implements LockOwner {
       waiting = { ...waiting, wake: this.wakeChannel };
     };
     let granted = false;
+    let refusal: { error: LockError; at: number } | undefined;
     try {
       if (!first && deadline > steadyNow() && this.listening) await watch();
       for (let attempt = 1; ; attempt++) {
@@ -213,6 +216,8 @@ export class Redlock implements LockOwner {
         }
         if (waiting?.wake && !waiting.queued) waiting = { ...waiting, queued: true };
         const error = whyNotAcquired(keys, result.outcomes, attempt);
+        refusal = { error, at: steadyNow() };
+        for (const key of keys) this.refusals.set(key, refusal);
         const left = deadline - steadyNow();
         if (left <= 0 || this.closed) throw error;
         if (!(error instanceof LockBusyError)) {
@@ -226,6 +231,7 @@ export class Redlock implements LockOwner {
         }
       }
     } finally {
+      for (const key of keys) if (this.refusals.get(key) === refusal) this.refusals.delete(key);
       this.bells.delete(bell);
       for (const stop of unwatch ?? []) stop();
       if (waiting && !granted) {
@@ -253,9 +259,19 @@ export class Redlock implements LockOwner {
     store.leaveEveryQueue(key, this.wakeChannel, value).catch(() => undefined);
   }
 
-  /** The error for a caller that waited its whole budget behind other callers of this process. */
-  private busyHere(keys: string[]): LockBusyError {
-    return new LockBusyError(keys, [], `${OWNER} (this process)`, this.heldOn(keys)?.remainingMs ?? 0, 0);
+  /**
+   * The error for a caller that waited its whole budget behind other callers of this process: this
+   * process holds the lock, or the caller ahead was told why not by Redis (busy elsewhere, or Redis
+   * unavailable), or that caller's attempt is still under way.
+   */
+  private busyHere(keys: string[]): LockError {
+    const held = this.heldOn(keys);
+    if (held) return new LockBusyError(keys, [], `${OWNER} (this process)`, held.remainingMs, 0);
+    const refusal = keys.map(key => this.refusals.get(key)).find(Boolean);
+    if (!refusal) return new LockBusyError(keys, [], `${OWNER} (this process, whose call ahead is acquiring it)`, 0, 0);
+    const { error, at } = refusal;
+    if (!(error instanceof LockBusyError)) return new LockUnavailableError(keys, error.outcomes);
+    return new LockBusyError(keys, error.outcomes, error.holder, Math.max(0, error.remainingMs - (steadyNow() - at)), 0);
   }
 
   /** A lock this client holds on any of `keys`. */

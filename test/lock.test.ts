@@ -5,6 +5,7 @@ import { LockBusyError, LockLostError, LockUnavailableError } from '../lib/error
 import { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
 import { SCRIPTS } from '../lib/scripts';
+import { holdElsewhere } from '../lib/testing';
 import { eventually, inspect, lockKeysOn, redlockOn } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
 
@@ -330,6 +331,35 @@ for (const masters of [ 1, 3 ]) {
       assert.ok(Date.now() - start >= 450, `lost after ${Date.now() - start} ms`);
     });
 
+    it('tells a caller that waited behind another caller of this process who holds the lock elsewhere, and for how long', async () => {
+      const release = await holdElsewhere(other, 'elsewhere', 30000, 'web-9/1234');
+      const ahead = redlock.lock('elsewhere', 1000, { waitTimeout: 1500 }).catch(e => e);
+      const behind = await redlock.lock('elsewhere', 1000, { waitTimeout: 300 }).catch(e => e);
+      assert.ok(behind instanceof LockBusyError, String(behind));
+      assert.equal(behind.holder, 'web-9/1234');
+      assert.ok(behind.remainingMs > 25000 && behind.remainingMs <= 30000, `remainingMs ${behind.remainingMs}`);
+      assert.equal(await redlock.tryLock('elsewhere', 1000), null);
+      assert.ok(await ahead instanceof LockBusyError);
+      await release();
+      const mine = await redlock.lock('mine', 30000);
+      const here = await redlock.lock('mine', 1000, { retryCount: 0 }).catch(e => e);
+      assert.match(here.message, /held by .* \(this process\)/);
+      await mine.unlock();
+    });
+
+    it('unlock() of a re-entered lock resolves false once the lock was taken (only the last hold releases)', async () => {
+      let inner: boolean | undefined;
+      const outcome = await redlock.using('taken', 1000, async signal => {
+        const nested = await redlock.lock('taken', 1000); // re-enters
+        await Promise.all(views.map(v => v.set('JOB_LOCKER_taken', 'someone-else', 'PX', 60000)));
+        while (!signal.aborted) await sleep(20); // the next extension finds it taken
+        inner = await nested.unlock();
+      }).catch(e => e);
+      assert.ok(outcome instanceof LockLostError, String(outcome));
+      assert.equal(inner, false);
+      for (const view of views) assert.equal(await view.get('JOB_LOCKER_taken'), 'someone-else');
+    });
+
     it('rejects bad arguments with errors that name them', async () => {
       await assert.rejects(redlock.lock('' as string), /name must have 1 to 1024 characters/);
       await assert.rejects(redlock.lock(42 as any), /name must be a string/);
@@ -409,6 +439,25 @@ for (const masters of [ 1, 3 ]) {
         assert.match(err.message, new RegExp(`127.0.0.1:${servers[0].port}`));
         assert.ok(Date.now() - start < 2000);
         await assert.rejects(redlock.tryLock('down', 1000), LockUnavailableError);
+      });
+
+      it('tells a caller that waited behind another caller of this process what Redis told that one: unavailable, not busy', async () => {
+        await servers[0].kill();
+        const ahead = redlock.lock('down', 1000, { waitTimeout: 1500 }).catch(e => e);
+        const behind = await redlock.lock('down', 1000, { waitTimeout: 300 }).catch(e => e);
+        assert.ok(behind instanceof LockUnavailableError, String(behind));
+        assert.match(behind.message, new RegExp(`127.0.0.1:${servers[0].port}`));
+        await assert.rejects(redlock.tryLock('down', 1000), LockUnavailableError, 'not null (busy)');
+        assert.ok(await ahead instanceof LockUnavailableError);
+      });
+
+      it('unlock() of a lock whose lease ran out long ago resolves false while Redis is down (it had expired)', async () => {
+        const lock = await redlock.lock('expired', 100);
+        const held = await redlock.lock('held', 60000);
+        await sleep(300);
+        await servers[0].kill();
+        assert.equal(await lock.unlock(), false);
+        await assert.rejects(held.unlock(), LockUnavailableError, 'with its lease running it cannot tell');
       });
 
       it('fails every call in flight on a hung node at its command timeout, and leaks no lock once the node wakes', async () => {
