@@ -23,10 +23,12 @@ export interface QuorumResult {
 }
 
 /**
- * Asks every node at once and settles once every node answered — or, with `early`, as soon as a
- * quorum has granted: an acquisition, extension or release need not wait for the slowest master
- * (on a busy host that is most of the cost; a hung one would hold it for the command timeout, past
- * a short lease's validity); its answer still lands, in order on its connection, a moment later.
+ * Asks every node at once and settles once every node answered — or, with `early`, as soon as the
+ * answers decide: a quorum has granted, or so many refused that no quorum can grant. An
+ * acquisition, extension or release need not wait for the slowest master (on a busy host that is
+ * most of the cost; a hung one would hold it for the command timeout, past a short lease's
+ * validity, and a waiter's every attempt); its answer still lands, in order on its connection, a
+ * moment later.
  */
 function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false): Promise<NodeOutcome[]> {
   if (stores.length === 1) {
@@ -38,11 +40,13 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
     const needed = quorum(stores.length);
     let answeredCount = 0;
     let grants = 0;
+    let refusals = 0;
     const settle = (i: number, outcome: NodeOutcome) => {
       outcomes[i] = outcome;
       answeredCount++;
       if (outcome.status === 'granted') grants++;
-      if ((early && grants === needed) || answeredCount === stores.length) resolve(outcomes);
+      if (outcome.status === 'held') refusals++;
+      if ((early && (grants === needed || refusals > stores.length - needed)) || answeredCount === stores.length) resolve(outcomes);
     };
     stores.forEach((store, i) => {
       ask(store).then(outcome => settle(i, answered(store, outcome)), (err: Error) => settle(i, failed(store, err)));

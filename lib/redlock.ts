@@ -166,9 +166,12 @@ export class Redlock implements LockOwner {
     return { budget: budget > MAX_TIMER_MS ? Infinity : budget, delay, jitter, fair };
   }
 
-  /** Whether every node's subscriber already listens on this client's wake channel (see `acquire`). */
+  /**
+   * Whether a quorum of nodes' subscribers already listens on this client's wake channel (see
+   * `acquire`): a release that frees the lock runs on a quorum, so one of them wakes this client.
+   */
   private get listening(): boolean {
-    return this.subscribers.every(s => s.ready);
+    return this.subscribers.filter(s => s.ready).length >= this.quorum;
   }
 
   /**
@@ -197,7 +200,7 @@ export class Redlock implements LockOwner {
     const bell = new Doorbell();
     this.bells.add(bell);
     let waiting: WaitingAttempt | undefined = fair ? { fairTicketTtl: FAIR_TICKET_TTL } : undefined;
-    let unwatch: Array<() => void> | undefined;
+    let unwatch: (() => void) | undefined;
     const watch = async () => {
       unwatch = await this.watchReleases(keys, () => bell.ring());
       waiting = { ...waiting, wake: this.wakeChannel };
@@ -233,17 +236,30 @@ export class Redlock implements LockOwner {
     } finally {
       for (const key of keys) if (this.refusals.get(key) === refusal) this.refusals.delete(key);
       this.bells.delete(bell);
-      for (const stop of unwatch ?? []) stop();
+      unwatch?.();
       if (waiting && !granted) {
         await Promise.all(this.stores.map(store => store.leaveQueues(keys, value, waiting!).catch(() => undefined)));
       }
     }
   }
 
-  /** Listens, on every node that answers, for the releases of `keys` that wake this waiter. */
-  private async watchReleases(keys: string[], ring: () => void): Promise<Array<() => void>> {
-    const watches = await Promise.allSettled(this.subscribers.map(subscriber => subscriber.watch(keys, ring)));
-    return watches.flatMap(w => (w.status === 'fulfilled' ? [ w.value ] : []));
+  /**
+   * Listens, on every node that answers, for the releases of `keys` that wake this waiter. Returns
+   * once a quorum of nodes listens (or every node has answered): a node that is down or hung would
+   * otherwise hold every wait up for the command timeout. A late node listens from when it answers.
+   */
+  private async watchReleases(keys: string[], ring: () => void): Promise<() => void> {
+    const stops: Array<() => void> = [];
+    let stopped = false;
+    const watches = this.subscribers.map(subscriber => subscriber.watch(keys, ring).then(stop => {
+      if (stopped) stop();
+      else stops.push(stop);
+    }));
+    await whenEnoughFulfilled(watches, this.quorum);
+    return () => {
+      stopped = true;
+      for (const stop of stops) stop();
+    };
   }
 
   /**
@@ -432,6 +448,17 @@ export class Redlock implements LockOwner {
     for (const subscriber of this.subscribers) subscriber.close();
     await Promise.all(this.stores.map(store => store.close()));
   }
+}
+
+/** Resolves once `needed` of `promises` have fulfilled, or every one has settled. */
+function whenEnoughFulfilled(promises: Array<Promise<unknown>>, needed: number): Promise<void> {
+  return new Promise(resolve => {
+    let fulfilled = 0;
+    let settled = 0;
+    const onFulfilled = () => ++fulfilled >= needed && resolve();
+    const onSettled = () => ++settled === promises.length && resolve();
+    promises.forEach(promise => promise.then(onFulfilled, () => undefined).then(onSettled));
+  });
 }
 
 function closedError(keys: string[]): LockUnavailableError {

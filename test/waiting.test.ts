@@ -539,3 +539,31 @@ describe('hand-over on 3 independent masters', () => {
     assert.ok(Date.now() - releasedAt < 10000, 'woken by the late masters, not by the 20 s lease running out');
   });
 });
+
+describe('waiting with one of 3 masters down or hung', () => {
+  [ 'down', 'hung' ].forEach(state => {
+    it(`a waiter is woken by the release, not held up by the ${state} master for the command timeout`, async () => {
+      const servers = await startRedisServers(3);
+      const [ holder, waiter ] = await Promise.all([ 0, 1 ].map(() => redlockOn(servers, { commandTimeout: 10000 })));
+      try {
+        if (state === 'down') await servers[2].kill();
+        else servers[2].pause();
+        // The first wait subscribes; the second finds this client listening on a quorum and joins the queues at once.
+        for (const round of [ 1, 2 ]) {
+          const held = await holder.lock('one-down', 20000);
+          const waiting = waiter.lock('one-down', 20000, { waitTimeout: 30000 });
+          await sleep(100);
+          const releasedAt = Date.now();
+          await held.unlock();
+          await (await waiting).unlock();
+          const took = Date.now() - releasedAt;
+          assert.ok(took < 5000, `round ${round}: the waiter had the lock ${took} ms after the release (the command timeout is 10 s)`);
+        }
+      } finally {
+        servers[2].resume();
+        await Promise.all([ holder, waiter ].map(c => c.close()));
+        await killAll(servers);
+      }
+    });
+  });
+});
