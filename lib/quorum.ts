@@ -78,8 +78,7 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
       reply.tokens.forEach((token, i) => { tokens[i] = Math.max(tokens[i], token); });
       return { status: 'granted' };
     }
-    // pttl -3: the key is free, but an older fair waiter is first in line (scripts.ts ACQUIRE_FAIR).
-    const holder = reply.remainingMs === -3 ? `${holderOf(reply.holder)}, first in the fair queue` : holderOf(reply.holder);
+    const holder = reply.firstInLine ? `${holderOf(reply.holder)}, first in the fair queue` : holderOf(reply.holder);
     return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
   }), true);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);

@@ -124,20 +124,21 @@ return reply`;
  * an earlier call whose leave was lost: it is dropped, not woken (the wake would come back to this
  * client, which would ring its own waiter, in a loop until the ticket lapsed).
  * Returns { 1, token }, or { 0, key, holder, pttl } — pttl -3 when the key is free but `holder` is
- * an older waiter, first in line.
+ * an older waiter, first in line, followed by the ms its ticket has left: a waiter behind a head
+ * that died sleeps until the ticket lapses instead of asking again and again.
  */
 export const ACQUIRE_FAIR = `${NEXT_FENCE}${JOIN_WAITERS}
 local us = now_us()
 local now = math.floor(us / 1000)
-local head, head_wake
+local head, head_deadline, head_wake
 while true do
   head = redis.call('zrange', KEYS[2], 0, 0)[1]
   if not head then break end
-  local deadline
-  deadline, head_wake = string.match(redis.call('hget', KEYS[3], head) or '0', '^(%d+) ?(.*)$')
+  head_deadline, head_wake = string.match(redis.call('hget', KEYS[3], head) or '0', '^(%d+) ?(.*)$')
+  head_deadline = tonumber(head_deadline)
   -- drops lapsed tickets, and one this client left behind: with its wake channel but another value
   local stale = ARGV[5] and head_wake == ARGV[5] and head ~= ARGV[1]
-  if tonumber(deadline) > now and not stale then break end
+  if head_deadline > now and not stale then break end
   redis.call('zrem', KEYS[2], head)
   redis.call('hdel', KEYS[3], head)
 end
@@ -162,7 +163,7 @@ if ARGV[5] then join_waiters(KEYS[5], ARGV[5], pttl, ARGV[6]) end
 if holder then return { 0, KEYS[1], holder, pttl } end
 -- the head's own value: a client with no waiter for the key left a ticket behind, and drops it (Redlock#passOn)
 if head_wake ~= '' and ARGV[4] ~= 'broadcast' then redis.call(ARGV[4], head_wake, head .. '\\n' .. KEYS[1]) end
-return { 0, KEYS[1], head, -3 }`;
+return { 0, KEYS[1], head, -3, head_deadline - now }`;
 
 /**
  * A waiter that gives up leaves the queues it joined, and announces a key that is free: it may have

@@ -39,7 +39,11 @@ export function whenReady(client: RedisLike, timeoutMs: number, failOnError = fa
 
 export type AcquireReply =
   | { granted: true; /** fencing token of each key, in order */ tokens: number[] }
-  | { granted: false; key: string; holder: string; remainingMs: number };
+  | {
+    granted: false; key: string; holder: string; remainingMs: number;
+    /** The key is free, but `holder` is an older fair waiter first in line; `remainingMs` is what its ticket has left. */
+    firstInLine?: boolean;
+  };
 
 /** How a waiting attempt differs from a first one. */
 export interface WaitingAttempt {
@@ -75,8 +79,10 @@ async function settleAll<T>(promises: Array<Promise<T>>): Promise<T[]> {
 function acquireReply(reply: unknown, keyPrefix: string): AcquireReply {
   const [ granted, ...rest ] = reply as [ number, ...Array<string | number> ];
   if (granted === 1) return { granted: true, tokens: rest.map(Number) };
-  const [ key, holder, remainingMs ] = rest as [ string, string, number ];
-  return { granted: false, key: key.slice(keyPrefix.length), holder, remainingMs };
+  const [ key, holder, pttl, ticketLeft ] = rest as [ string, string, number, number | undefined ];
+  const refused = { granted: false as const, key: key.slice(keyPrefix.length), holder };
+  // pttl -3: the key is free, but `holder` is first in the fair queue (scripts.ts ACQUIRE_FAIR)
+  return pttl === -3 ? { ...refused, remainingMs: ticketLeft!, firstInLine: true } : { ...refused, remainingMs: pttl };
 }
 
 /**

@@ -430,6 +430,24 @@ describe('waiting, singleflight and reentrancy', () => {
     await assertPromptHandOver(held, next, 'the client woke itself for its own stale ticket');
   });
 
+  it('with fair: true, a waiter behind a dead first-in-line sleeps until its ticket lapses instead of asking again and again', async () => {
+    // What a process that died while first in the fair queue leaves behind: a ticket with 4 s left.
+    const [ sec, usec ] = (await views[0].time()).map(Number);
+    const dead = 'deaddeaddeaddeaddeaddeaddeaddead@gone/1';
+    await views[0].zadd('JOB_LOCKER_fair-dead:queue', sec * 1e6 + usec, dead);
+    await views[0].hset('JOB_LOCKER_fair-dead:tickets', dead, `${sec * 1000 + Math.floor(usec / 1000) + 4000} JOB_LOCKER:wake:gone`);
+    const eager = await redlockOn(servers, { retryDelay: 0, retryJitter: 0 }); // a valid config: pacing by it would spin
+    try {
+      const before = await scriptCalls(views[0]);
+      const lock = await eager.lock('fair-dead', 5000, { fair: true, waitTimeout: 20000 });
+      const calls = await scriptCalls(views[0]) - before;
+      await lock.unlock();
+      assert.ok(calls <= 8, `${calls} scripts while the dead ticket lapsed`);
+    } finally {
+      await eager.close();
+    }
+  });
+
   it('refuses fair: true over several names, while config.fair leaves them unfair', async () => {
     await assert.rejects(waiter.lock([ 'x', 'y' ], 1000, { fair: true }), /options.fair needs one name on one logical Redis node/);
     const fairByDefault = await redlockOn(servers, { fair: true });
