@@ -10,11 +10,18 @@ export const MAX_TTL = MAX_TIMER_MS;
 /** Longest lock name accepted; a Redis key can be longer, but a name this long is a bug. */
 export const MAX_NAME_LENGTH = 1024;
 
+/** Most names one lock takes: a lock over more is a bug (and their keys would not fit one call's arguments). */
+export const MAX_NAMES = 10000;
+
 /** Validates a lock name argument; throws TypeError/RangeError naming the argument. */
 export function checkName(name: unknown, argument = 'name'): string {
   if (typeof name !== 'string') throw new TypeError(`[egg-distributed-lock] ${argument} must be a string, got ${typeof name}`);
   if (name.length === 0 || name.length > MAX_NAME_LENGTH) {
     throw new RangeError(`[egg-distributed-lock] ${argument} must have 1 to ${MAX_NAME_LENGTH} characters, got ${name.length}`);
+  }
+  if (/\p{Cs}/u.test(name)) {
+    // Sent as UTF-8 it would become U+FFFD: names differing only there would be one lock.
+    throw new RangeError(`[egg-distributed-lock] ${argument} must be well-formed Unicode, got ${JSON.stringify(name)} (a lone surrogate)`);
   }
   if (RESERVED_ENDINGS.some(ending => name.endsWith(ending))) {
     throw new RangeError(`[egg-distributed-lock] ${argument} must not end in ${RESERVED_ENDINGS.join(', ')} ` +
@@ -26,7 +33,9 @@ export function checkName(name: unknown, argument = 'name'): string {
 /** Normalises `name | names[]` into distinct names, sorted so that every process takes keys in one order. */
 export function checkNames(names: unknown): string[] {
   if (Array.isArray(names)) {
-    if (names.length === 0) throw new RangeError('[egg-distributed-lock] names must not be empty');
+    if (names.length === 0 || names.length > MAX_NAMES) {
+      throw new RangeError(`[egg-distributed-lock] names must have 1 to ${MAX_NAMES} names, got ${names.length}`);
+    }
     const checked = names.map((n, i) => checkName(n, `names[${i}]`));
     return [ ...new Set(checked) ].sort();
   }

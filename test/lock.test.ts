@@ -363,7 +363,13 @@ for (const masters of [ 1, 3 ]) {
     it('rejects bad arguments with errors that name them', async () => {
       await assert.rejects(redlock.lock('' as string), /name must have 1 to 1024 characters/);
       await assert.rejects(redlock.lock(42 as any), /name must be a string/);
-      await assert.rejects(redlock.lock([], 1000), /names must not be empty/);
+      await assert.rejects(redlock.lock([], 1000), /names must have 1 to 10000 names, got 0/);
+      const many = Array.from({ length: 60000 }, (_, i) => `n${i}`); // their keys would overflow one call's arguments
+      await assert.rejects(redlock.lock(many, 1000), /names must have 1 to 10000 names, got 60000/);
+      // Lone surrogates would reach Redis as U+FFFD: 's\uD800' and 's\uD801' would be one lock.
+      await assert.rejects(redlock.lock('s\uD800', 1000), /name must be well-formed Unicode, got "s\\ud800" \(a lone surrogate\)/);
+      await assert.rejects(redlock.lock([ 'm\uDC00', 'ok' ], 1000), /names\[0\] must be well-formed Unicode/);
+      await (await redlock.lock('emoji:😀', 1000)).unlock(); // a surrogate pair is one well-formed character
       await assert.rejects(redlock.lock([ 'a', 7 as any ], 1000), /names\[1\] must be a string/);
       await assert.rejects(redlock.lock('x'.repeat(2000)), RangeError);
       await assert.rejects(redlock.lock('order:fence'), /name must not end in :fence, :waiters, :queue, :tickets, :last \(the plugin keeps its own keys beside each lock's key under those\), got 'order:fence'/);
