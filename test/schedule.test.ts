@@ -42,8 +42,8 @@ describe('scheduled jobs under egg-mock', () => {
 
   const runs = () => (app as any).jobRuns as any[];
 
-  it('locks exactly the app\'s own worker tasks, named by their path under the schedule folder', () => {
-    assert.deepEqual([ ...app.redlock.jobNames ].sort(), [ 'closing', 'custom-name', 'extra', 'failing', 'long', 'report', 'sub/cleanup', 'windowed' ]);
+  it('locks exactly the app\'s own worker tasks, named by their path under the schedule folder (also through a symlink)', () => {
+    assert.deepEqual([ ...app.redlock.jobNames ].sort(), [ 'closing', 'custom-name', 'extra', 'failing', 'linked', 'linked-dir/nested', 'long', 'report', 'sub/cleanup', 'windowed' ]);
     const pluginTasks = Object.keys((app as any).scheduleWorker.scheduleItems).filter(k => !k.startsWith(baseDir));
     assert.ok(pluginTasks.length > 0, 'egg\'s own plugins bring schedules (log rotation, multipart cleaning)');
   });
@@ -231,7 +231,7 @@ describe('scheduled jobs under egg-mock', () => {
       for (const view of views) assert.equal(await view.exists('JOB_LOCKER_failing'), 0);
     });
     const jobs = await app.redlock.jobs();
-    assert.deepEqual(Object.keys(jobs), [ 'closing', 'custom-name', 'dynamic', 'extra', 'failing', 'long', 'report', 'sub/cleanup', 'windowed' ]);
+    assert.deepEqual(Object.keys(jobs), [ 'closing', 'custom-name', 'dynamic', 'extra', 'failing', 'linked', 'linked-dir/nested', 'long', 'report', 'sub/cleanup', 'windowed' ]);
     assert.equal(jobs.failing!.outcome, 'failed');
     assert.equal(jobs.report, null, 'flushed before this test: no record');
   });

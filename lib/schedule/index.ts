@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Application } from 'egg';
 import { checkLeaseTtl, checkName } from '../arguments';
-import { appScheduleDirs, jobName } from './job-names';
+import { appScheduleDirs, jobName, linkedJobNames } from './job-names';
 import { lockedTask, manualRuns, Task } from './locked-task';
 import type { Logger } from '../boot';
 import type { FireSettings } from './fire-window';
@@ -28,7 +28,7 @@ interface ScheduleWorker {
 const LOCKED = Symbol('egg-distributed-lock#locked');
 
 /** The lock options of one task, checked; undefined when the task is not locked. */
-function jobOptions(item: ScheduleItem, dirs: string[], driftFactor: number): (JobLockOptions & { name: string; fromPath: boolean }) | undefined {
+function jobOptions(item: ScheduleItem, nameFromPath: (file: string) => string | undefined, driftFactor: number): (JobLockOptions & { name: string; fromPath: boolean }) | undefined {
   const { type, lock } = item.schedule;
   if (type !== 'worker' || lock === false) return undefined;
   const field = `schedule.lock of ${item.key}`;
@@ -36,7 +36,7 @@ function jobOptions(item: ScheduleItem, dirs: string[], driftFactor: number): (J
     throw new TypeError(`[egg-distributed-lock] ${field} must be false or an object like { name, ttl }, got ${String(lock)}`);
   }
   const fromPath = lock?.name === undefined;
-  const name = fromPath ? jobName(item.key, dirs) : lock!.name;
+  const name = fromPath ? nameFromPath(item.key) : lock!.name;
   if (name === undefined) return undefined; // a plugin's per-machine schedule
   checkName(name, fromPath ? `the job name of ${item.key}` : `${field}.name`);
   if (lock?.ttl !== undefined) checkLeaseTtl(lock.ttl, driftFactor, `${field}.ttl`);
@@ -70,11 +70,13 @@ export function lockAppSchedules(app: Application): void {
   const config = app.config.redlock.schedule;
   const logger = app.getLogger('scheduleLogger') as unknown as Logger;
   const dirs = appScheduleDirs(app.baseDir, app.config.schedule?.directory);
+  const linked = linkedJobNames(dirs);
+  const nameFromPath = (file: string) => jobName(file, dirs) ?? linked.get(file);
   const worker = (app as unknown as { scheduleWorker: ScheduleWorker }).scheduleWorker;
   const fileOf = new Map<string, string>(); // derived job name → the task file it came from
 
   const wrap = (item: ScheduleItem) => {
-    const options = jobOptions(item, dirs, redlock.driftFactor);
+    const options = jobOptions(item, nameFromPath, redlock.driftFactor);
     if (!options || (item.task as any)[LOCKED]) return;
     if (options.fromPath) claimName(fileOf, options.name, item.key, redlock.key(options.name));
     const job = {
