@@ -81,18 +81,24 @@ end
  * queue and passes on the wake if the key is free. One that gets the keys leaves their queues.
  * A key that already holds `value` is taken again: a value belongs to one lock() call, so an earlier
  * attempt of that call was granted there and its reply was lost with the connection (its undo could
- * not be sent either); otherwise the call would wait out its own lease as another holder's.
+ * not be sent either); otherwise the call would wait out its own lease as another holder's. Others
+ * may have queued for it meanwhile, so undoing it announces it free.
  * Returns { 1, token… }, or { 0, key, holder value, pttl } of the first key someone else holds.
  */
 export const ACQUIRE = `${NEXT_FENCE}${JOIN_WAITERS}${ANNOUNCE_FREE}
 local n = #KEYS / 3
 local wake = ARGV[4]
+local retaken = {}
 for i = 1, n do
   local holder = not redis.call('set', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) and redis.call('get', KEYS[i])
   if holder == ARGV[1] then
     redis.call('pexpire', KEYS[i], ARGV[2]) -- ours already (see above)
+    retaken[i] = true
   elseif holder then
-    for j = 1, i - 1 do redis.call('del', KEYS[j]) end -- all or none: undo what this call took
+    for j = 1, i - 1 do -- all or none: undo what this call took, announcing what others may have queued for
+      redis.call('del', KEYS[j])
+      if retaken[j] then announce_free(KEYS[j], KEYS[2 * n + j], ARGV[1], ARGV[3]) end
+    end
     local pttl = redis.call('pttl', KEYS[i])
     if wake then
       join_waiters(KEYS[2 * n + i], wake, pttl, ARGV[5])

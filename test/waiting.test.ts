@@ -171,6 +171,24 @@ describe('waiting, singleflight and reentrancy', () => {
     }
   });
 
+  it('a multi-name attempt that re-takes a key still holding its value, then finds another name busy, wakes that key\'s waiters as it undoes it', async () => {
+    // Its earlier attempt was granted 'undo:a' and the reply lost: the key holds the call's value, and a waiter queued for it.
+    const orphan = await holder.lock('undo:a', 20000);
+    const waiting = waiter.lock('undo:a', 20000, { waitTimeout: 30000 });
+    while (await views[0].zcard('JOB_LOCKER_undo:a:waiters') < 1) await sleep(5);
+    const busy = await redlockOn(servers);
+    try {
+      await busy.lock('undo:b', 20000);
+      const reply = await holder.stores[0].acquire([ 'JOB_LOCKER_undo:a', 'JOB_LOCKER_undo:b' ], orphan.value, 20000);
+      assert.equal(reply.granted, false);
+      const undoneAt = Date.now();
+      await (await waiting).unlock();
+      assert.ok(Date.now() - undoneAt < 5000, 'woken by the undo, not by the 20 s lease');
+    } finally {
+      await busy.close();
+    }
+  });
+
   it('a waiter whose subscriber connection dropped checks again once it is subscribed again (a release may have gone unheard)', async () => {
     const held = await holder.lock('resubscribed', 20000);
     const waiting = waiter.lock('resubscribed', 5000, { waitTimeout: 30000 });
