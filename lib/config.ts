@@ -1,4 +1,5 @@
 import type { ClusterOptions, RedisOptions, SentinelAddress } from 'ioredis';
+import { fitsOneClusterSlot } from './keys';
 import { canLease, clockDrift, MAX_TIMER_MS } from './timing';
 
 /** One Redis server given by address (a single node, or one of 3/5 independent Redlock masters). */
@@ -165,6 +166,9 @@ export function validateConfig(config: RedlockConfig): StoreSource {
     cluster.nodes.forEach((n, i) => checkAddress(`cluster.nodes[${i}]`, n));
     for (const [ field, prefix ] of [[ 'keyPrefix', cluster.keyPrefix ], [ 'redisOptions.keyPrefix', cluster.redisOptions?.keyPrefix ]]) {
       if (prefix) fail(`cluster.${field}`, `unset on a Redis Cluster (${CLUSTER_KEY_PREFIX})`, prefix);
+    }
+    if (!fitsOneClusterSlot(`${config.prefix}_`)) {
+      fail('prefix', 'free of a \'}\' that closes no hash tag on a Redis Cluster (the keys beside each lock must share its slot)', config.prefix);
     }
     return { kind, cluster };
   }

@@ -40,10 +40,13 @@ export class LockBusyError extends LockError {
 
 /** Too few Redis nodes answered to reach a quorum: says which nodes failed and why. */
 export class LockUnavailableError extends LockError {
+  /** Why: which nodes failed, or what else kept the lock from being granted. */
+  readonly reason: string;
   constructor(keys: string[], outcomes: NodeOutcome[], reason?: string) {
     const failed = outcomes.filter(o => o.status === 'error').map(o => `${o.node} (${o.error})`);
     const why = reason ?? `no quorum: ${failed.length} of ${outcomes.length} Redis nodes failed: ${failed.join('; ')}`;
     super(`[egg-distributed-lock] ${keys.length > 0 ? keys.join(', ') : 'Redis'} is unavailable: ${why}`, keys, outcomes);
+    this.reason = why;
   }
 }
 

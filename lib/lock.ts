@@ -117,11 +117,11 @@ export class Lock {
     if (this.released) return false;
     if (this.holds > 1 && !all) {
       this.holds--;
-      return this.isHeld; // an outer hold releases it; this one only learns whether it was still ours
+      return this.isHeld; // an outer hold releases it (and asks Redis); this one answers from what this process knows
     }
+    const wasHeld = this.isHeld; // past its lease by this process's clock it had expired: unanswered, that is the answer
     const result = await releaseQuorum(this.owner.stores, this.keys, this.value);
-    // Past its lease by this process's clock it had expired: unanswered, that is still the answer.
-    if (!result.granted && unreachable(result.outcomes) && this.isHeld) throw new LockUnavailableError(this.keys, result.outcomes);
+    if (!result.granted && unreachable(result.outcomes) && wasHeld) throw new LockUnavailableError(this.keys, result.outcomes);
     this.released = true;
     this.owner.forget(this);
     return result.granted;

@@ -24,7 +24,8 @@ export interface QuorumResult {
 
 /**
  * Asks every node at once and settles once every node answered — or, with `early`, as soon as the
- * answers decide: a quorum has granted, or so many refused that no quorum can grant. An
+ * answers decide: a quorum has granted, or so many refused that no quorum can grant and too few
+ * can fail for it to count as unavailable (that needs every answer: a slow node's may tip it). An
  * acquisition, extension or release need not wait for the slowest master (on a busy host that is
  * most of the cost; a hung one would hold it for the command timeout, past a short lease's
  * validity, and a waiter's every attempt); its answer still lands, in order on its connection, a
@@ -39,14 +40,23 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
     const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: 'no answer yet' }));
     const needed = quorum(stores.length);
     let answeredCount = 0;
+    const spare = stores.length - needed; // how many nodes may fail or refuse
     let grants = 0;
-    let refusals = 0;
+    let failures = 0;
+    let settled = false;
     const settle = (i: number, outcome: NodeOutcome) => {
+      if (settled) return; // the caller has its answer; a late one does not change it
       outcomes[i] = outcome;
       answeredCount++;
       if (outcome.status === 'granted') grants++;
-      if (outcome.status === 'held') refusals++;
-      if ((early && (grants === needed || refusals > stores.length - needed)) || answeredCount === stores.length) resolve(outcomes);
+      if (outcome.status === 'error') failures++;
+      const unanswered = stores.length - answeredCount;
+      // Refused for sure, and busy (not unavailable) whatever the unanswered nodes say or fail to.
+      const refused = answeredCount - grants > spare && failures + unanswered <= spare;
+      if ((early && (grants === needed || refused)) || answeredCount === stores.length) {
+        settled = true;
+        resolve(outcomes);
+      }
     };
     stores.forEach((store, i) => {
       ask(store).then(outcome => settle(i, answered(store, outcome)), (err: Error) => settle(i, failed(store, err)));

@@ -45,6 +45,12 @@ interface WaitPlan {
   fair: boolean;
 }
 
+/** Why Redis last refused a lock() call (whyNotAcquired), and when. */
+interface Refusal {
+  error: LockBusyError | LockUnavailableError;
+  at: number;
+}
+
 /** Ends a held lock at close instead of releasing it. */
 type Closer = () => Promise<unknown>;
 
@@ -75,7 +81,7 @@ export class Redlock implements LockOwner {
   private whenIdle?: () => void;
   private defaults?: WaitPlan;
   /** Why Redis last refused the caller of each key that is asking it, for the local callers behind it (`busyHere`). */
-  private readonly refusals = new Map<string, { error: LockError; at: number }>();
+  private readonly refusals = new Map<string, Refusal>();
 
   constructor(
     readonly stores: LockStore[],
@@ -206,7 +212,7 @@ export class Redlock implements LockOwner {
       waiting = { ...waiting, wake: this.wakeChannel };
     };
     let granted = false;
-    let refusal: { error: LockError; at: number } | undefined;
+    let refusal: Refusal | undefined;
     try {
       if (!first && deadline > steadyNow() && this.listening) await watch();
       for (let attempt = 1; ; attempt++) {
@@ -286,7 +292,7 @@ export class Redlock implements LockOwner {
     const refusal = keys.map(key => this.refusals.get(key)).find(Boolean);
     if (!refusal) return new LockBusyError(keys, [], `${OWNER} (this process, whose call ahead is acquiring it)`, 0, 0);
     const { error, at } = refusal;
-    if (!(error instanceof LockBusyError)) return new LockUnavailableError(keys, error.outcomes);
+    if (error instanceof LockUnavailableError) return new LockUnavailableError(keys, error.outcomes, error.reason);
     return new LockBusyError(keys, error.outcomes, error.holder, Math.max(0, error.remainingMs - (steadyNow() - at)), 0);
   }
 
@@ -466,7 +472,7 @@ function closedError(keys: string[]): LockUnavailableError {
 }
 
 /** Explains a failed acquisition: busy (who holds it, for how long) or unavailable (which nodes failed). */
-export function whyNotAcquired(keys: string[], outcomes: NodeOutcome[], attempts: number): LockError {
+export function whyNotAcquired(keys: string[], outcomes: NodeOutcome[], attempts: number): LockBusyError | LockUnavailableError {
   if (unreachable(outcomes)) return new LockUnavailableError(keys, outcomes);
   const held = outcomes.filter(o => o.status === 'held');
   if (held.length === 0) {

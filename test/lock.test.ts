@@ -84,7 +84,8 @@ for (const masters of [ 1, 3 ]) {
       assert.ok(err.remainingMs > 2000 && err.remainingMs <= 3000, String(err.remainingMs));
       assert.equal(err.attempts, 3);
       assert.match(err.message, /JOB_LOCKER_busy is busy: held by .+\/\d+ for ~\d+ more ms \(gave up after 3 attempts\)/);
-      assert.equal(err.outcomes.filter(o => o.status === 'held').length, masters);
+      // Busy once a quorum refused: a third master's answer may come after the error.
+      assert.ok(err.outcomes.filter(o => o.status === 'held').length >= Math.floor(masters / 2) + 1);
       assert.equal(await redlock.tryLock('busy', 1000), null);
       assert.equal(await held.unlock(), true);
     });
@@ -347,6 +348,19 @@ for (const masters of [ 1, 3 ]) {
       await mine.unlock();
     });
 
+    it('tells a caller behind another caller of this process the reason that one was given, not "0 nodes failed"', async () => {
+      await Promise.all(views.map(view => view.call('CLIENT', 'PAUSE', '200', 'WRITE'))); // a 10 ms lease is over before it is granted
+      const ahead = redlock.lock('slow', 10, { waitTimeout: 5000 }); // then tries again after retryDelay, and gets it
+      let behind: unknown = null;
+      for (let i = 0; behind === null && i < 100; i++) { // null while the attempt ahead is under way
+        await sleep(10);
+        behind = await redlock.tryLock('slow', 1000).catch(e => e);
+      }
+      assert.ok(behind instanceof LockUnavailableError, String(behind));
+      assert.match(behind.message, /the lease ran out while it was being acquired \(Redis too slow for this ttl\)/);
+      await (await ahead).unlock();
+    });
+
     it('unlock() of a re-entered lock resolves false once the lock was taken (only the last hold releases)', async () => {
       let inner: boolean | undefined;
       const outcome = await redlock.using('taken', 1000, async signal => {
@@ -549,3 +563,63 @@ for (const masters of [ 1, 3 ]) {
     }
   });
 }
+
+describe('quorum answers while masters are down or hung', () => {
+  const withMasters = async (n: number, commandTimeout: number, run: (servers: RedisServer[], views: Redis[], redlock: Redlock) => Promise<void>) => {
+    const servers = await startRedisServers(n);
+    const views = servers.map(inspect);
+    const redlock = await redlockOn(servers, { commandTimeout });
+    try {
+      await run(servers, views, redlock);
+    } finally {
+      servers.forEach(s => s.resume());
+      await redlock.close();
+      views.forEach(v => v.disconnect());
+      await killAll(servers);
+    }
+  };
+
+  // Busy whatever the hung master says: 2 of 5 may fail or refuse, 1 of 3.
+  ([[ 5, [ 0 ], [ 1, 2 ]], [ 3, [], [ 0, 1 ]]] as Array<[number, number[], number[]]>).forEach(([ n, down, heldOn ]) => {
+    it(`${n} masters, ${down.length ? 'one down and ' : ''}one hung, held elsewhere on ${heldOn.length}: busy at once, not at the command timeout`, () =>
+      withMasters(n, 10000, async (servers, views, redlock) => {
+        for (const i of heldOn) await views[i].set('JOB_LOCKER_decided', 'someone-else', 'PX', 60000);
+        for (const i of down) await servers[i].kill();
+        servers[n - 1].pause();
+        const start = Date.now();
+        assert.equal(await redlock.tryLock('decided', 1000), null);
+        assert.ok(Date.now() - start < 5000, `answered after ${Date.now() - start} ms (the command timeout is 10 s)`);
+      }));
+  });
+
+  it('a busy error decided before the hung master answered keeps the outcomes it was thrown with', () =>
+    withMasters(3, 3000, async (servers, views, redlock) => {
+      for (const view of views.slice(0, 2)) await view.set('JOB_LOCKER_snapshot', 'someone-else', 'PX', 60000);
+      servers[2].pause();
+      const err = await redlock.lock('snapshot', 1000, { retryCount: 0 }).catch(e => e);
+      assert.ok(err instanceof LockBusyError, String(err));
+      const atThrow = JSON.stringify(err.outcomes);
+      servers[2].resume();
+      await sleep(300); // the hung master's late grant (undone by the release queued behind it)
+      assert.equal(JSON.stringify(err.outcomes), atThrow);
+      await eventually(async () => assert.equal(await views[2].exists('JOB_LOCKER_snapshot'), 0));
+    }));
+
+  [ 'unlock', 'using' ].forEach(via => {
+    it(`${via}(): a lease running when released is not called expired because no quorum answered before it ran out`, () =>
+      withMasters(3, 2500, async (servers, _views, redlock) => {
+        const outage = async () => {
+          await servers[0].kill();
+          servers[2].pause(); // the release waits 2.5 s for it, past the 1.5 s lease
+        };
+        if (via === 'unlock') {
+          const lock = await redlock.lock('late-answer', 1500);
+          await outage();
+          await assert.rejects(lock.unlock(), LockUnavailableError);
+        } else {
+          // The release cannot tell, so using() keeps the routine's result (and logs a warning).
+          assert.equal(await redlock.using('late-answer', 1500, async () => { await outage(); return 'done'; }), 'done');
+        }
+      }));
+  });
+});

@@ -190,6 +190,7 @@ describe('Egg plugin', () => {
       [ 'fractional ttl', { clients: [{ port: 1 }], ttl: 1.5 }, /config.redlock.ttl must be an integer/ ],
       [ 'commandTimeout beyond a timer', { clients: [{ port: 1 }], commandTimeout: 2 ** 31 }, /config.redlock.commandTimeout must be an integer between 1 and 2147483647, got 2147483648/ ],
       [ 'keyPrefix on a Cluster', { cluster: { nodes: [{ port: 1 }], keyPrefix: 'app:' } }, /config.redlock.cluster.keyPrefix must be unset on a Redis Cluster \(ioredis would put it before the lock key and its companion keys alike.*CROSSSLOT; use config.redlock.prefix\), got "app:"/ ],
+      [ 'a prefix with a stray \'}\' on a Cluster', { cluster: { nodes: [{ port: 1 }] }, prefix: 'jobs}' }, /config.redlock.prefix must be free of a '}' that closes no hash tag on a Redis Cluster .*, got "jobs}"/ ],
       [ 'keyPrefix on a Cluster node', { cluster: { nodes: [{ port: 1 }], redisOptions: { keyPrefix: 'app:' } } }, /config.redlock.cluster.redisOptions.keyPrefix must be unset on a Redis Cluster/ ],
       [ 'agent as a string', { clients: [{ port: 1 }], agent: 'false' }, /config.redlock.agent must be a boolean, got "false"/ ],
       [ 'schedule.enable as a string', { clients: [{ port: 1 }], schedule: { enable: 'no' } }, /config.redlock.schedule.enable must be a boolean, got "no"/ ],

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import calculateSlot from 'cluster-key-slot';
+import mm from 'egg-mock';
 import Redis, { Cluster } from 'ioredis';
 import { connectRedlock } from '../lib/boot';
 import { defaultConfig, RedlockConfig } from '../lib/config';
@@ -266,6 +267,17 @@ describe('Redis Cluster as one logical node', function() {
       await assert.rejects(a.lock(name, 1000), (err: Error) => err instanceof RangeError && err.message.includes(`only to close a hash tag ('{order}:1'), or the plugin's keys beside the lock would land in another slot; got '${name}'`));
     }
     await assert.rejects(a.tryLock([ 'fine', 'odd}' ], 1000), /got 'odd}'/);
+  });
+
+  it('refuses to boot an app whose scheduled job has such a name, instead of failing every fire', async () => {
+    process.env.REDLOCK_TEST_CONFIG = JSON.stringify(config);
+    const app = mm.app({ baseDir: path.join(__dirname, 'fixtures/apps/cluster-odd-job-app'), cache: false });
+    try {
+      await assert.rejects(app.ready(), /a lock name may contain '}' only to close a hash tag .* got 'report}v2'/);
+    } finally {
+      await app.close();
+      delete process.env.REDLOCK_TEST_CONFIG;
+    }
   });
 
   it('spreads the test names over several slots (so multi-slot locks are really exercised)', () => {

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Application } from 'egg';
-import { checkLeaseTtl, checkName } from '../arguments';
+import { checkClusterKeys, checkLeaseTtl, checkName } from '../arguments';
+import type { Redlock } from '../redlock';
 import { appScheduleDirs, jobName, linkedJobNames } from './job-names';
 import { lockedTask, manualRuns, Task } from './locked-task';
 import type { Logger } from '../boot';
@@ -28,7 +29,7 @@ interface ScheduleWorker {
 const LOCKED = Symbol('egg-distributed-lock#locked');
 
 /** The lock options of one task, checked; undefined when the task is not locked. */
-function jobOptions(item: ScheduleItem, nameFromPath: (file: string) => string | undefined, driftFactor: number): (JobLockOptions & { name: string; fromPath: boolean }) | undefined {
+function jobOptions(item: ScheduleItem, nameFromPath: (file: string) => string | undefined, redlock: Redlock): (JobLockOptions & { name: string; fromPath: boolean }) | undefined {
   const { type, lock } = item.schedule;
   if (type !== 'worker' || lock === false) return undefined;
   const field = `schedule.lock of ${item.key}`;
@@ -39,7 +40,8 @@ function jobOptions(item: ScheduleItem, nameFromPath: (file: string) => string |
   const name = fromPath ? nameFromPath(item.key) : lock!.name;
   if (name === undefined) return undefined; // a plugin's per-machine schedule
   checkName(name, fromPath ? `the job name of ${item.key}` : `${field}.name`);
-  if (lock?.ttl !== undefined) checkLeaseTtl(lock.ttl, driftFactor, `${field}.ttl`);
+  if (redlock.stores[0].clustered) checkClusterKeys([ name ], [ redlock.key(name) ]);
+  if (lock?.ttl !== undefined) checkLeaseTtl(lock.ttl, redlock.driftFactor, `${field}.ttl`);
   if (lock?.onUnavailable !== undefined && lock.onUnavailable !== 'skip' && lock.onUnavailable !== 'run') {
     throw new TypeError(`[egg-distributed-lock] ${field}.onUnavailable must be 'skip' or 'run', got ${String(lock.onUnavailable)}`);
   }
@@ -76,7 +78,7 @@ export function lockAppSchedules(app: Application): void {
   const fileOf = new Map<string, string>(); // derived job name → the task file it came from
 
   const wrap = (item: ScheduleItem) => {
-    const options = jobOptions(item, nameFromPath, redlock.driftFactor);
+    const options = jobOptions(item, nameFromPath, redlock);
     if (!options || (item.task as any)[LOCKED]) return;
     if (options.fromPath) claimName(fileOf, options.name, item.key, redlock.key(options.name));
     const job = {
