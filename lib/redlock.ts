@@ -92,6 +92,11 @@ export class Redlock implements LockOwner {
     this.subscribers = stores.map(store => new ReleaseSubscriber(store, settings.commandTimeout, this.wakeChannel, (key, at, value) => this.passOn(key, at, value)));
   }
 
+  /** Whether close() has begun: no lock is granted any more. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   get driftFactor(): number {
     return this.settings.driftFactor;
   }

@@ -12,6 +12,13 @@ describe('fire windows', () => {
     }
   });
 
+  it('gives no window to a run more than 1 s before its tick (an immediate run at boot): the tick itself must still run', () => {
+    const now = tick - 3000;
+    assert.deepEqual(fireWindow({ cron: '*/10 * * * * *' }, now, tolerance), { fireTime: now, holdUntil: now });
+    assert.deepEqual(fireWindow({ cron: '0 0 * * * *' }, tick - 4 * 60 * 1000, tolerance), { fireTime: tick - 4 * 60 * 1000, holdUntil: tick - 4 * 60 * 1000 });
+    assert.deepEqual(fireWindow({ cron: '*/10 * * * * *' }, tick - 800, tolerance), { fireTime: tick, holdUntil: tick + 5000 }, 'a timer a little early');
+  });
+
   it('caps the window at clockTolerance for long periods', () => {
     assert.deepEqual(fireWindow({ cron: '0 0 * * * *' }, tick + 10, tolerance), { fireTime: tick, holdUntil: tick + tolerance });
   });

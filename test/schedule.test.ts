@@ -77,7 +77,7 @@ describe('scheduled jobs under egg-mock', () => {
     const last = await app.redlock.lastRun('report');
     assert.equal(last!.outcome, 'succeeded');
     assert.equal(last!.pid, process.pid);
-    assert.ok(last!.durationMs >= 0);
+    assert.ok(last!.durationMs! >= 0);
     assert.ok(logged.some(l => /INFO \[egg-distributed-lock\] \[Job report\] fire .* acquired JOB_LOCKER_report/.test(l)), logged.join('\n'));
     assert.ok(logged.some(l => /released JOB_LOCKER_report after \d+ ms \(succeeded\)/.test(l)), logged.join('\n'));
 
@@ -181,7 +181,10 @@ describe('scheduled jobs under egg-mock', () => {
         .task(app.mockContext());
       const running = fire(closing);
       await eventually(async () => assert.equal((closing as any).jobRuns.length, 1, 'the run started'));
+      assert.equal((await other.redlock.lastRun('closing'))!.outcome, 'running', 'recorded as it starts (what a killed worker leaves)');
       await closing.close(); // a deploy stops this worker mid-run
+      const cut = (await other.redlock.lastRun('closing'))!;
+      assert.deepEqual([ cut.outcome, cut.error, cut.pid ], [ 'lease-lost', 'the app closed during the run', process.pid ], 'recorded before the process could exit');
       await running;
       const [ started, stopped ] = (closing as any).jobRuns;
       assert.match(stopped.stopped, /lease on JOB_LOCKER_closing was lost: the app is closing/, 'the task is told to stop');
@@ -195,6 +198,26 @@ describe('scheduled jobs under egg-mock', () => {
     } finally {
       await closing.close();
       await other.close();
+    }
+  });
+
+  it('skips a fire that reaches a worker whose app is closing: not run without the lock, not logged as Redis down', async () => {
+    const closing = mm.app({ baseDir, cache: false });
+    try {
+      await closing.ready();
+      const lines: string[] = [];
+      const logger = closing.getLogger('scheduleLogger');
+      for (const level of [ 'info', 'warn', 'error' ] as const) mm(logger, level, (message: string) => { lines.push(`${level.toUpperCase()} ${message}`); });
+      await closing.redlock.close(); // a deploy: the app's close has begun, and the agent still sends fires
+      const fire = (task: string) => (closing as any).scheduleWorker.scheduleItems[require.resolve(path.join(baseDir, `app/schedule/${task}`))]
+        .task(closing.mockContext());
+      await fire('custom'); // onUnavailable: 'run'
+      await fire('report');
+      assert.deepEqual((closing as any).jobRuns, []);
+      assert.equal(lines.filter(l => /^WARN .* skipped: this app is closing$/.test(l)).length, 2, lines.join('\n'));
+      assert.ok(!lines.some(l => /Redis unavailable|WITHOUT a lock/.test(l)), lines.join('\n'));
+    } finally {
+      await closing.close();
     }
   });
 

@@ -22,14 +22,22 @@ export interface FireWindow {
 
 /**
  * Cron: every machine fires tick T by its own clock, so the run is tied to the tick nearest to now
- * (a worker gets its agent's message within ms) and the lock is held until half-way to the next
- * tick, or `clockTolerance` after T when that is sooner. A machine whose clock differs by less than
+ * (a worker gets its agent's message within ms; see EARLY_FIRE_MS for a run before its tick) and the
+ * lock is held until half-way to the next tick, or `clockTolerance` after T when that is sooner. A machine whose clock differs by less than
  * that fires T while the lock is still held (and skips), and fires T+1 after it is gone.
  *
  * Interval: timers of different machines are not aligned, so there is no shared tick: the lock is
  * held for the interval less a margin for timer jitter (10%, at most 1 s), which lets at most one run
  * per interval through across the fleet while the winner's own next timer finds it free.
  */
+/**
+ * How far before its tick a run still counts as that tick's: a cron timer can fire a little early by
+ * the wall clock (Node's timers count from the event loop's cached time). An `immediate` run at boot
+ * that comes sooner before the next tick is not that tick's: taking the tick's window, it would make
+ * the whole fleet skip the tick itself.
+ */
+const EARLY_FIRE_MS = 1000;
+
 export function fireWindow(settings: FireSettings, now: number, clockTolerance: number): FireWindow {
   if (settings.interval) {
     const period = ms(settings.interval);
@@ -39,7 +47,9 @@ export function fireWindow(settings: FireSettings, now: number, clockTolerance: 
     const tick = nearestTick(settings, now);
     const window = tick && Math.min(Math.floor(tick.period / 2), clockTolerance);
     // A run far from any tick was not fired by the cron (or arrived too late to tell which fire): no window.
-    if (tick && Math.abs(now - tick.time) < window!) return { fireTime: tick.time, holdUntil: tick.time + window! };
+    if (tick && now - tick.time < window! && tick.time - now < Math.min(window!, EARLY_FIRE_MS)) {
+      return { fireTime: tick.time, holdUntil: tick.time + window! };
+    }
   }
   return { fireTime: now, holdUntil: now };
 }

@@ -11,8 +11,13 @@ export interface JobRun {
   /** The fire the run belonged to (cron tick, or when an interval run took the lock). */
   fireTime: number;
   startedAt: number;
-  durationMs: number;
-  outcome: 'succeeded' | 'failed' | 'lease-lost';
+  /** Absent while it runs. */
+  durationMs?: number;
+  /**
+   * 'running' is written as the run starts: a record that stays so belongs to a worker that died
+   * mid-run (a run cut short by the app closing is recorded as 'lease-lost').
+   */
+  outcome: 'running' | 'succeeded' | 'failed' | 'lease-lost';
   error?: string;
 }
 
@@ -42,7 +47,9 @@ export async function readLastRun(stores: LockStore[], prefix: string, name: str
   for (const v of values) {
     if (v.status !== 'fulfilled' || !v.value) continue;
     const run = JSON.parse(v.value) as JobRun;
-    if (!newest || run.startedAt > newest.startedAt) newest = run;
+    // The same run may still read 'running' on a node its last write did not reach.
+    const newer = !newest || run.startedAt > newest.startedAt || (run.startedAt === newest.startedAt && newest.outcome === 'running');
+    if (newer) newest = run;
   }
   return newest;
 }

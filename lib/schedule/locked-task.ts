@@ -77,6 +77,12 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
         logger.info(`${fire} skipped: ${key} held by ${err.holder} until ${at(Date.now() + err.remainingMs)}`);
         return;
       }
+      if (redlock.isClosed) {
+        // A deploy: the agent still sends fires to a worker whose app is closing. Not Redis down, and
+        // never a run without the lock: the other machines take this fire.
+        logger.warn(`${fire} skipped: this app is closing`);
+        return;
+      }
       if (!(err instanceof LockUnavailableError)) throw err;
       if (job.onUnavailable === 'skip') {
         logger.error(`${fire} skipped: Redis unavailable, not running anywhere rather than everywhere: ${err.message}`);
@@ -95,15 +101,22 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
     });
     let ending: Promise<string> | undefined;
     const end = () => (ending ??= finish(lock, window, redlock));
+    const startedAt = Date.now();
+    const record = (outcome: JobRun['outcome'], error?: string) => saveLastRun(redlock.stores, redlock.settings.prefix, {
+      name: job.name, host: hostname(), pid: process.pid, worker: cluster.worker?.id, fireTime: window.fireTime, startedAt,
+      durationMs: outcome === 'running' ? undefined : Date.now() - startedAt, outcome, error,
+    }).catch((err: Error) => logger.warn(`${fire} last run not recorded: ${err.message}`));
     // The app closing mid-run (a deploy): released now, the same fire could start again on a machine
-    // whose clock is behind. The run ends as at its end instead (the window kept), and is told to stop.
-    redlock.endAtClose(lock, () => {
+    // whose clock is behind. The run ends as at its end instead (the window kept), and is told to stop;
+    // it is recorded now, while Redis can be reached (the process may exit before the task returns).
+    redlock.endAtClose(lock, async () => {
       stop();
       controller.abort(new LockLostError(lock.keys, 'the app is closing, so the lease is no longer extended'));
-      return end();
+      await end();
+      await record('lease-lost', 'the app closed during the run');
     });
     ctx.scheduleLock = { name: job.name, key, fireTime: window.fireTime, signal: controller.signal, lock } as ScheduleLockState;
-    const startedAt = Date.now();
+    record('running'); // what is left of a worker killed mid-run (the same connection orders the final record after it)
     let outcome: JobRun['outcome'] = 'succeeded';
     let error: string | undefined;
     try {
@@ -117,12 +130,8 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
       stop();
       // !isHeld: the task's last step blocked the event loop past the lease, before any timer could tell.
       if (controller.signal.aborted || !lock.isHeld) outcome = 'lease-lost';
-      const durationMs = Date.now() - startedAt;
-      logger.info(`${fire} ${await end()} after ${durationMs} ms (${outcome})`);
-      await saveLastRun(redlock.stores, redlock.settings.prefix, {
-        name: job.name, host: hostname(), pid: process.pid, worker: cluster.worker?.id,
-        fireTime: window.fireTime, startedAt, durationMs, outcome, error,
-      }).catch((err: Error) => logger.warn(`${fire} last run not recorded: ${err.message}`));
+      logger.info(`${fire} ${await end()} after ${Date.now() - startedAt} ms (${outcome})`);
+      if (!redlock.isClosed) await record(outcome, error); // closing, it was recorded (and Redis may be gone)
     }
   };
 }
