@@ -31,13 +31,14 @@ export interface QuorumResult {
  * validity, and a waiter's every attempt); its answer still lands, in order on its connection, a
  * moment later.
  */
-function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false): Promise<NodeOutcome[]> {
+function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false,
+  onLate?: (store: LockStore, outcome: NodeOutcome) => void): Promise<NodeOutcome[]> {
   if (stores.length === 1) {
     const [ store ] = stores;
     return ask(store).then(outcome => [ answered(store, outcome) ], (err: Error) => [ failed(store, err) ]);
   }
   return new Promise(resolve => {
-    const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: 'no answer yet' }));
+    const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: NO_ANSWER_YET }));
     const needed = quorum(stores.length);
     let answeredCount = 0;
     const spare = stores.length - needed; // how many nodes may fail or refuse
@@ -45,7 +46,7 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
     let failures = 0;
     let settled = false;
     const settle = (i: number, outcome: NodeOutcome) => {
-      if (settled) return; // the caller has its answer; a late one does not change it
+      if (settled) return onLate?.(stores[i], outcome); // the caller has its answer; a late one does not change it
       outcomes[i] = outcome;
       answeredCount++;
       if (outcome.status === 'granted') grants++;
@@ -63,6 +64,9 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
     });
   });
 }
+
+/** The outcome of a node that had not answered when the others decided (askEveryNode with `early`). */
+const NO_ANSWER_YET = 'no answer yet';
 
 /** A node's answer as its NodeOutcome. */
 function answered(store: LockStore, outcome: Omit<NodeOutcome, 'node'>): NodeOutcome {
@@ -83,6 +87,17 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
   waiting?: WaitingAttempt): Promise<QuorumResult> {
   const startedAt = steadyNow();
   const tokens = keys.map(() => 0);
+  // A failed attempt may hold some nodes, or be about to: it is undone there (owner-checked). A node
+  // that answers after the verdict is undone when it does; none is asked for nothing (a busy attempt
+  // refused everywhere costs no release).
+  const undo = (store: LockStore) => store.release(keys, value).catch(() => undefined);
+  let refused = false;
+  const late: LockStore[] = [];
+  const answeredLate = (store: LockStore, outcome: NodeOutcome) => {
+    if (outcome.status === 'held') return;
+    if (refused) undo(store);
+    else late.push(store);
+  };
   const outcomes = await askEveryNode(stores, store => store.acquire(keys, value, ttl, waiting).then(reply => {
     if (reply.granted) {
       reply.tokens.forEach((token, i) => { tokens[i] = Math.max(tokens[i], token); });
@@ -90,11 +105,12 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
     }
     const holder = reply.firstInLine ? `${holderOf(reply.holder)}, first in the fair queue` : holderOf(reply.holder);
     return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
-  }), true);
+  }), true, answeredLate);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
   if (quorumGranted(outcomes) && expiration > steadyNow()) return { granted: true, expiration, outcomes, tokens: [ ...tokens ] };
-  // A failed attempt may still hold some nodes (or be about to): release everywhere, owner-checked.
-  if (outcomes.some(o => o.status !== 'held')) await releaseQuorum(stores, keys, value);
+  refused = true;
+  const mayHold = stores.filter((_, i) => outcomes[i].status !== 'held' && outcomes[i].error !== NO_ANSWER_YET);
+  await Promise.all([ ...mayHold, ...late ].map(undo));
   return { granted: false, expiration, outcomes };
 }
 

@@ -6,7 +6,7 @@ import { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
 import { SCRIPTS } from '../lib/scripts';
 import { holdElsewhere } from '../lib/testing';
-import { eventually, inspect, lockKeysOn, redlockOn } from './support/clients';
+import { eventually, inspect, lockKeysOn, redlockOn, scriptCalls } from './support/clients';
 import { killAll, RedisServer, startRedisServers } from './support/redis-server';
 
 for (const masters of [ 1, 3 ]) {
@@ -88,6 +88,16 @@ for (const masters of [ 1, 3 ]) {
       assert.ok(err.outcomes.filter(o => o.status === 'held').length >= Math.floor(masters / 2) + 1);
       assert.equal(await redlock.tryLock('busy', 1000), null);
       assert.equal(await held.unlock(), true);
+    });
+
+    it('costs one script per master for an attempt that finds the lock busy (nothing to undo)', async () => {
+      const held = await other.lock('refused', 5000);
+      const calls = async () => (await Promise.all(views.map(scriptCalls))).reduce((a, b) => a + b, 0);
+      const before = await calls();
+      assert.equal(await redlock.tryLock('refused', 1000), null);
+      await sleep(100); // room for a late master's answer, and anything sent after it
+      assert.equal(await calls() - before, masters);
+      await held.unlock();
     });
 
     it('never releases a lock that expired and was taken by someone else', async () => {
