@@ -24,29 +24,34 @@ export interface QuorumResult {
 
 /**
  * Asks every node at once and settles once every node answered — or, with `early`, as soon as the
- * answers decide: a quorum has granted, or so many refused that no quorum can grant and too few
- * can fail for it to count as unavailable (that needs every answer: a slow node's may tip it). An
- * acquisition, extension or release need not wait for the slowest master (on a busy host that is
- * most of the cost; a hung one would hold it for the command timeout, past a short lease's
- * validity, and a waiter's every attempt); its answer still lands, in order on its connection, a
- * moment later.
+ * answers decide: a quorum has granted, or (after a short grace for the rest) so many refused that no
+ * quorum can grant and too few can fail for it to count as unavailable (that needs every answer: a
+ * slow node's may tip it). An acquisition, extension or release need not wait for the slowest master
+ * (on a busy host that is most of the cost; a hung one would hold it for the command timeout, past a
+ * short lease's validity, and a waiter's every attempt); its answer still lands, in order on its
+ * connection, a moment later.
  */
-function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false,
-  onLate?: (store: LockStore, outcome: NodeOutcome) => void): Promise<NodeOutcome[]> {
+function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Omit<NodeOutcome, 'node'>>, early = false): Promise<NodeOutcome[]> {
   if (stores.length === 1) {
     const [ store ] = stores;
     return ask(store).then(outcome => [ answered(store, outcome) ], (err: Error) => [ failed(store, err) ]);
   }
   return new Promise(resolve => {
-    const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: NO_ANSWER_YET }));
+    const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: NO_ANSWER }));
     const needed = quorum(stores.length);
     let answeredCount = 0;
     const spare = stores.length - needed; // how many nodes may fail or refuse
     let grants = 0;
     let failures = 0;
     let settled = false;
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    const done = () => {
+      settled = true;
+      clearTimeout(grace);
+      resolve(outcomes);
+    };
     const settle = (i: number, outcome: NodeOutcome) => {
-      if (settled) return onLate?.(stores[i], outcome); // the caller has its answer; a late one does not change it
+      if (settled) return; // the caller has its answer; a late one does not change it
       outcomes[i] = outcome;
       answeredCount++;
       if (outcome.status === 'granted') grants++;
@@ -54,10 +59,9 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
       const unanswered = stores.length - answeredCount;
       // Refused for sure, and busy (not unavailable) whatever the unanswered nodes say or fail to.
       const refused = answeredCount - grants > spare && failures + unanswered <= spare;
-      if ((early && (grants === needed || refused)) || answeredCount === stores.length) {
-        settled = true;
-        resolve(outcomes);
-      }
+      if ((early && grants === needed) || answeredCount === stores.length) done();
+      // A healthy node answers within moments: waiting for it spares the undo it would need unanswered.
+      else if (early && refused) grace ??= setTimeout(done, REFUSAL_GRACE_MS);
     };
     stores.forEach((store, i) => {
       ask(store).then(outcome => settle(i, answered(store, outcome)), (err: Error) => settle(i, failed(store, err)));
@@ -65,8 +69,15 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
   });
 }
 
-/** The outcome of a node that had not answered when the others decided (askEveryNode with `early`). */
-const NO_ANSWER_YET = 'no answer yet';
+/** How long a refused attempt waits for the nodes that have not answered (see askEveryNode). */
+const REFUSAL_GRACE_MS = 50;
+
+/** The outcome of a node that had not answered when the others decided. */
+const NO_ANSWER = 'no answer yet';
+
+function unanswered(outcome: NodeOutcome): boolean {
+  return outcome.status === 'error' && outcome.error === NO_ANSWER;
+}
 
 /** A node's answer as its NodeOutcome. */
 function answered(store: LockStore, outcome: Omit<NodeOutcome, 'node'>): NodeOutcome {
@@ -87,17 +98,6 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
   waiting?: WaitingAttempt): Promise<QuorumResult> {
   const startedAt = steadyNow();
   const tokens = keys.map(() => 0);
-  // A failed attempt may hold some nodes, or be about to: it is undone there (owner-checked). A node
-  // that answers after the verdict is undone when it does; none is asked for nothing (a busy attempt
-  // refused everywhere costs no release).
-  const undo = (store: LockStore) => store.release(keys, value).catch(() => undefined);
-  let refused = false;
-  const late: LockStore[] = [];
-  const answeredLate = (store: LockStore, outcome: NodeOutcome) => {
-    if (outcome.status === 'held') return;
-    if (refused) undo(store);
-    else late.push(store);
-  };
   const outcomes = await askEveryNode(stores, store => store.acquire(keys, value, ttl, waiting).then(reply => {
     if (reply.granted) {
       reply.tokens.forEach((token, i) => { tokens[i] = Math.max(tokens[i], token); });
@@ -105,12 +105,15 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
     }
     const holder = reply.firstInLine ? `${holderOf(reply.holder)}, first in the fair queue` : holderOf(reply.holder);
     return { status: 'held', key: reply.key, holder, remainingMs: Math.max(0, reply.remainingMs) };
-  }), true, answeredLate);
+  }), true);
   const expiration = leaseEnd(startedAt, ttl, driftFactor);
   if (quorumGranted(outcomes) && expiration > steadyNow()) return { granted: true, expiration, outcomes, tokens: [ ...tokens ] };
-  refused = true;
-  const mayHold = stores.filter((_, i) => outcomes[i].status !== 'held' && outcomes[i].error !== NO_ANSWER_YET);
-  await Promise.all([ ...mayHold, ...late ].map(undo));
+  // A failed attempt may hold some nodes, or be about to (one that has not answered): undo it there,
+  // owner-checked, at once — queued behind the attempt on that connection, and so ahead of the next
+  // attempt of this call, which uses the same value (a later undo could delete what that one got).
+  // Not waited for where no answer came: a hung master would hold every attempt up.
+  const undone = stores.map((store, i) => outcomes[i].status !== 'held' && store.undo(keys, value).catch(() => undefined));
+  await Promise.all(undone.filter((undo, i) => undo && !unanswered(outcomes[i])));
   return { granted: false, expiration, outcomes };
 }
 

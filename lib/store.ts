@@ -245,13 +245,23 @@ export class LockStore {
     return groups.length === 1 ? this.releaseGroup(keys, value) : this.releaseGroups(groups, value);
   }
 
-  private releaseGroup(keys: string[], value: string): Promise<number> {
-    return this.run('RELEASE', [ ...keys, ...this.waiterQueues(keys) ], [ value, this.wakeBy ]).then(Number);
+  /**
+   * Undoes a failed attempt of a lock() call: a release never re-sent as EVAL after NOSCRIPT, which
+   * would go out behind the same call's next attempt and could delete what that one was granted
+   * (the same value). A key it leaves runs out by its lease, or that next attempt takes it again.
+   */
+  undo(keys: string[], value: string): Promise<number> {
+    const groups = this.slotGroups(keys);
+    return groups.length === 1 ? this.releaseGroup(keys, value, false) : this.releaseGroups(groups, value, false);
+  }
+
+  private releaseGroup(keys: string[], value: string, resend = true): Promise<number> {
+    return this.run('RELEASE', [ ...keys, ...this.waiterQueues(keys) ], [ value, this.wakeBy ], resend).then(Number);
   }
 
   /** A Cluster lock over several slots is released in every group, also when one group's node fails. */
-  private async releaseGroups(groups: string[][], value: string): Promise<number> {
-    const released = await settleAll(groups.map(group => this.releaseGroup(group, value)));
+  private async releaseGroups(groups: string[][], value: string, resend = true): Promise<number> {
+    const released = await settleAll(groups.map(group => this.releaseGroup(group, value, resend)));
     return released.reduce((sum, n) => sum + n, 0);
   }
 
@@ -291,8 +301,8 @@ export class LockStore {
     await this.bounded(this.client.set(key, value, 'PX', ttl));
   }
 
-  private run(name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> {
-    if (!GRANTING.has(name)) return this.bounded(runScript(this.client as any, LOADED[name], keys, args));
+  private run(name: ScriptName, keys: string[], args: Array<string | number>, resend = true): Promise<unknown> {
+    if (!GRANTING.has(name)) return this.bounded(runScript(this.client as any, LOADED[name], keys, args, () => resend));
     let gaveUp = false;
     const reply = this.bounded(runScript(this.client as any, LOADED[name], keys, args, () => !gaveUp));
     reply.catch(() => { gaveUp = true; });

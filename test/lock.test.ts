@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Redis from 'ioredis';
 import { LockBusyError, LockLostError, LockUnavailableError } from '../lib/errors';
+import { newLockValue } from '../lib/keys';
 import { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
 import { SCRIPTS } from '../lib/scripts';
@@ -601,6 +602,24 @@ describe('quorum answers while masters are down or hung', () => {
         assert.ok(Date.now() - start < 5000, `answered after ${Date.now() - start} ms (the command timeout is 10 s)`);
       }));
   });
+
+  it('undoes a refused attempt on a slow master before the same call\'s next attempt reaches it (no quorum lost to a late undo)', () =>
+    withMasters(3, 5000, async (servers, views, redlock) => {
+      const other = newLockValue('another-machine/1');
+      for (const view of views.slice(0, 2)) await view.set('JOB_LOCKER_late-undo', other, 'PX', 60000);
+      servers[2].pause(); // its answers, and anything queued behind them, wait
+      const waiting = redlock.lock('late-undo', 10000, { waitTimeout: 4000 });
+      await sleep(300); // refused by the first two; the third has not answered
+      await views[1].del('JOB_LOCKER_late-undo'); // the other holder's lease ends on the second
+      await redlock.stores[1].client.publish(redlock.wakeChannel, `${other}\nJOB_LOCKER_late-undo`); // as its release would wake
+      await sleep(300); // the next attempt: granted on the second, queued on the third
+      servers[2].resume();
+      const lock = await waiting;
+      await sleep(300); // every answer and undo in
+      const held = (await Promise.all(views.map(v => v.get('JOB_LOCKER_late-undo')))).filter(v => v === lock.value).length;
+      assert.ok(held >= 2, `held on ${held} of 3 masters while lock() resolved`);
+      await lock.unlock();
+    }));
 
   it('a busy error decided before the hung master answered keeps the outcomes it was thrown with', () =>
     withMasters(3, 3000, async (servers, views, redlock) => {

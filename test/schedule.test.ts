@@ -160,7 +160,7 @@ describe('scheduled jobs under egg-mock', () => {
 
   /**
    * Sets this process's wall clock to 1 s after the latest tick of the fixtures' 30-second crons: the
-   * tests call a task as egg-schedule does when the agent fires that tick (a run well before a tick is not its fire).
+   * tests call a task as egg-schedule does when the agent fires that tick.
    */
   function justAfterATick(): void {
     const realNow = Date.now;

@@ -7,6 +7,8 @@ export interface FireSettings {
   cron?: string;
   cronOptions?: Record<string, unknown>;
   interval?: string | number;
+  /** Also run once as the app starts. */
+  immediate?: boolean;
 }
 
 /**
@@ -22,7 +24,7 @@ export interface FireWindow {
 
 /**
  * Cron: every machine fires tick T by its own clock, so the run is tied to the tick nearest to now
- * (a worker gets its agent's message within ms; see EARLY_FIRE_MS for a run before its tick) and the
+ * (a worker gets its agent's message within ms; see EARLY_BOOT_RUN_MS for a run at boot) and the
  * lock is held until half-way to the next tick, or `clockTolerance` after T when that is sooner. A machine whose clock differs by less than
  * that fires T while the lock is still held (and skips), and fires T+1 after it is gone.
  *
@@ -31,14 +33,14 @@ export interface FireWindow {
  * per interval through across the fleet while the winner's own next timer finds it free.
  */
 /**
- * How far before its tick a run still counts as that tick's: a cron timer can fire a little early by
- * the wall clock (Node's timers count from the event loop's cached time). An `immediate` run at boot
- * that comes sooner before the next tick is not that tick's: taking the tick's window, it would make
- * the whole fleet skip the tick itself.
+ * How far before its tick a run at boot (`immediate: true`) still counts as that tick's, as a timer
+ * firing a little early would. One that comes sooner is not the tick's: taking the tick's window, it
+ * would make the whole fleet skip the tick itself. (Any other run counts as the nearest tick's from
+ * either side: egg-schedule sets its timer by the wall clock, which may be stepped back meanwhile.)
  */
-const EARLY_FIRE_MS = 1000;
+const EARLY_BOOT_RUN_MS = 1000;
 
-export function fireWindow(settings: FireSettings, now: number, clockTolerance: number): FireWindow {
+export function fireWindow(settings: FireSettings, now: number, clockTolerance: number, atBoot = false): FireWindow {
   if (settings.interval) {
     const period = ms(settings.interval);
     return { fireTime: now, holdUntil: now + Math.min(period - Math.min(period / 10, 1000), MAX_TTL) };
@@ -47,7 +49,7 @@ export function fireWindow(settings: FireSettings, now: number, clockTolerance: 
     const tick = nearestTick(settings, now);
     const window = tick && Math.min(Math.floor(tick.period / 2), clockTolerance);
     // A run far from any tick was not fired by the cron (or arrived too late to tell which fire): no window.
-    if (tick && now - tick.time < window! && tick.time - now < Math.min(window!, EARLY_FIRE_MS)) {
+    if (tick && now - tick.time < window! && tick.time - now < Math.min(window!, atBoot ? EARLY_BOOT_RUN_MS : Infinity)) {
       return { fireTime: tick.time, holdUntil: tick.time + window! };
     }
   }

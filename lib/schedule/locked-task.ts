@@ -38,6 +38,9 @@ export const manualRuns = new AsyncLocalStorage<true>();
 
 const SPLIT_VOTE_RETRIES = 3;
 
+/** An `immediate` task's run this soon after the app started may be its run at boot (fire-window.ts). */
+const BOOT_RUN_MS = 60000;
+
 function at(time: number): string {
   return new Date(time).toISOString();
 }
@@ -64,10 +67,12 @@ async function acquireFire(redlock: Redlock, name: string, ttl: number): Promise
 export function lockedTask(task: Task, settings: FireSettings, job: JobSettings, redlock: Redlock, logger: Logger): Task {
   const key = redlock.key(job.name);
   const tag = `[egg-distributed-lock] [Job ${job.name}]`;
+  const bootedAt = Date.now(); // tasks are wrapped as the app starts
 
   return async function runLocked(ctx: any, ...args: unknown[]) {
     const now = Date.now();
-    const window: FireWindow = manualRuns.getStore() ? { fireTime: now, holdUntil: now } : fireWindow(settings, now, job.clockTolerance);
+    const atBoot = settings.immediate === true && now - bootedAt < BOOT_RUN_MS;
+    const window: FireWindow = manualRuns.getStore() ? { fireTime: now, holdUntil: now } : fireWindow(settings, now, job.clockTolerance, atBoot);
     const fire = `${tag} fire ${at(window.fireTime)}`;
     let lock: Lock;
     try {
@@ -94,26 +99,33 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
     }
 
     logger.info(`${fire} acquired ${key} (lease ${job.ttl} ms)`);
-    const controller = new AbortController();
-    const stop = keepAlive(lock, job.ttl, job.maxHold, err => {
-      logger.error(`${fire} lease lost: ${err.message}`);
-      controller.abort(err);
-    });
-    let ending: Promise<string> | undefined;
-    const end = () => (ending ??= finish(lock, window, redlock));
     const startedAt = Date.now();
     const record = (outcome: JobRun['outcome'], error?: string) => saveLastRun(redlock.stores, redlock.settings.prefix, {
       name: job.name, host: hostname(), pid: process.pid, worker: cluster.worker?.id, fireTime: window.fireTime, startedAt,
       durationMs: outcome === 'running' ? undefined : Date.now() - startedAt, outcome, error,
     }).catch((err: Error) => logger.warn(`${fire} last run not recorded: ${err.message}`));
+    const controller = new AbortController();
+    const stop = keepAlive(lock, job.ttl, job.maxHold, err => {
+      logger.error(`${fire} lease lost: ${err.message}`);
+      controller.abort(err);
+      record('lease-lost', err.message); // now: the task may outlive its app (the record then could not be written)
+    });
+    let ending: Promise<string> | undefined;
+    const end = () => (ending ??= finish(lock, window, redlock));
+    let finalRecord: Promise<unknown> | undefined; // written once: by the task's end, or by the app closing first
+    let taskEnded = false;
     // The app closing mid-run (a deploy): released now, the same fire could start again on a machine
     // whose clock is behind. The run ends as at its end instead (the window kept), and is told to stop;
     // it is recorded now, while Redis can be reached (the process may exit before the task returns).
+    // A task that had already ended records its own outcome, which close waits for.
     redlock.endAtClose(lock, async () => {
-      stop();
-      controller.abort(new LockLostError(lock.keys, 'the app is closing, so the lease is no longer extended'));
+      if (!taskEnded) {
+        stop();
+        controller.abort(new LockLostError(lock.keys, 'the app is closing, so the lease is no longer extended'));
+        finalRecord ??= end().then(() => record('lease-lost', 'the app closed during the run'));
+      }
       await end();
-      await record('lease-lost', 'the app closed during the run');
+      await finalRecord;
     });
     ctx.scheduleLock = { name: job.name, key, fireTime: window.fireTime, signal: controller.signal, lock } as ScheduleLockState;
     record('running'); // what is left of a worker killed mid-run (the same connection orders the final record after it)
@@ -127,11 +139,13 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
       error = (err as Error)?.message ?? String(err);
       throw err;
     } finally {
+      taskEnded = true;
       stop();
       // !isHeld: the task's last step blocked the event loop past the lease, before any timer could tell.
       if (controller.signal.aborted || !lock.isHeld) outcome = 'lease-lost';
+      finalRecord ??= end().then(() => record(outcome, error));
       logger.info(`${fire} ${await end()} after ${Date.now() - startedAt} ms (${outcome})`);
-      if (!redlock.isClosed) await record(outcome, error); // closing, it was recorded (and Redis may be gone)
+      await finalRecord;
     }
   };
 }
