@@ -37,7 +37,7 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
     return ask(store).then(outcome => [ answered(store, outcome) ], (err: Error) => [ failed(store, err) ]);
   }
   return new Promise(resolve => {
-    const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: NO_ANSWER }));
+    const outcomes: NodeOutcome[] = stores.map(store => ({ node: store.node, status: 'error', error: 'no answer yet' }));
     const needed = quorum(stores.length);
     let answeredCount = 0;
     const spare = stores.length - needed; // how many nodes may fail or refuse
@@ -72,12 +72,6 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
 /** How long a refused attempt waits for the nodes that have not answered (see askEveryNode). */
 const REFUSAL_GRACE_MS = 50;
 
-/** The outcome of a node that had not answered when the others decided. */
-const NO_ANSWER = 'no answer yet';
-
-function unanswered(outcome: NodeOutcome): boolean {
-  return outcome.status === 'error' && outcome.error === NO_ANSWER;
-}
 
 /** A node's answer as its NodeOutcome. */
 function answered(store: LockStore, outcome: Omit<NodeOutcome, 'node'>): NodeOutcome {
@@ -111,9 +105,10 @@ export async function acquireQuorum(stores: LockStore[], keys: string[], value: 
   // A failed attempt may hold some nodes, or be about to (one that has not answered): undo it there,
   // owner-checked, at once — queued behind the attempt on that connection, and so ahead of the next
   // attempt of this call, which uses the same value (a later undo could delete what that one got).
-  // Not waited for where no answer came: a hung master would hold every attempt up.
+  // Waited for only where the master granted: one that failed or has not answered may be hung, and
+  // would hold every attempt up once more.
   const undone = stores.map((store, i) => outcomes[i].status !== 'held' && store.undo(keys, value).catch(() => undefined));
-  await Promise.all(undone.filter((undo, i) => undo && !unanswered(outcomes[i])));
+  await Promise.all(undone.filter((undo, i) => undo && outcomes[i].status === 'granted'));
   return { granted: false, expiration, outcomes };
 }
 

@@ -621,6 +621,16 @@ describe('quorum answers while masters are down or hung', () => {
       await lock.unlock();
     }));
 
+  it('a refused attempt waits for a hung master once, not again for its undo there', () =>
+    withMasters(3, 1000, async (servers, views, redlock) => {
+      await views[1].set('JOB_LOCKER_hung-undo', 'someone-else', 'PX', 60000); // held on the second only
+      servers[2].pause(); // granted on the first, refused on the second: the third decides, and hangs
+      const start = Date.now();
+      assert.equal(await redlock.tryLock('hung-undo', 5000), null);
+      assert.ok(Date.now() - start < 1900, `refused after ${Date.now() - start} ms (one command timeout is 1 s)`);
+      assert.equal(await views[0].exists('JOB_LOCKER_hung-undo'), 0, 'undone on the first');
+    }));
+
   it('a busy error decided before the hung master answered keeps the outcomes it was thrown with', () =>
     withMasters(3, 3000, async (servers, views, redlock) => {
       for (const view of views.slice(0, 2)) await view.set('JOB_LOCKER_snapshot', 'someone-else', 'PX', 60000);

@@ -76,6 +76,8 @@ export function lockAppSchedules(app: Application): void {
   const nameFromPath = (file: string) => jobName(file, dirs) ?? linked.get(file);
   const worker = (app as unknown as { scheduleWorker: ScheduleWorker }).scheduleWorker;
   const fileOf = new Map<string, string>(); // derived job name → the task file it came from
+  let schedulesStartedAt: number | undefined; // egg-schedule starts its timers (and runs `immediate` tasks) on 'egg-ready'
+  app.messenger.once('egg-ready', () => { schedulesStartedAt = Date.now(); });
 
   const wrap = (item: ScheduleItem) => {
     const options = jobOptions(item, nameFromPath, redlock);
@@ -87,6 +89,7 @@ export function lockAppSchedules(app: Application): void {
       onUnavailable: options.onUnavailable ?? config.onUnavailable,
       maxHold: app.config.redlock.maxHold,
       clockTolerance: config.clockTolerance,
+      schedulesStartedAt: () => schedulesStartedAt,
     };
     item.task = Object.assign(lockedTask(item.task, item.schedule, job, redlock, logger), { [LOCKED]: true });
     redlock.jobNames.add(job.name);

@@ -29,6 +29,8 @@ export interface JobSettings {
   onUnavailable: 'skip' | 'run';
   maxHold: number;
   clockTolerance: number;
+  /** When the fleet's schedules started here ('egg-ready'), if they have: an `immediate` task runs then. */
+  schedulesStartedAt?: () => number | undefined;
 }
 
 export type Task = (ctx: any, ...args: unknown[]) => Promise<unknown>;
@@ -38,8 +40,11 @@ export const manualRuns = new AsyncLocalStorage<true>();
 
 const SPLIT_VOTE_RETRIES = 3;
 
-/** An `immediate` task's run this soon after the app started may be its run at boot (fire-window.ts). */
-const BOOT_RUN_MS = 60000;
+/**
+ * An `immediate` task's run this soon after egg-schedule started (on 'egg-ready', when its agent
+ * sends the run at boot, which arrives within ms) is that run (fire-window.ts).
+ */
+const BOOT_RUN_MS = 5000;
 
 function at(time: number): string {
   return new Date(time).toISOString();
@@ -67,11 +72,11 @@ async function acquireFire(redlock: Redlock, name: string, ttl: number): Promise
 export function lockedTask(task: Task, settings: FireSettings, job: JobSettings, redlock: Redlock, logger: Logger): Task {
   const key = redlock.key(job.name);
   const tag = `[egg-distributed-lock] [Job ${job.name}]`;
-  const bootedAt = Date.now(); // tasks are wrapped as the app starts
 
   return async function runLocked(ctx: any, ...args: unknown[]) {
     const now = Date.now();
-    const atBoot = settings.immediate === true && now - bootedAt < BOOT_RUN_MS;
+    const started = job.schedulesStartedAt?.();
+    const atBoot = settings.immediate === true && started !== undefined && now - started < BOOT_RUN_MS;
     const window: FireWindow = manualRuns.getStore() ? { fireTime: now, holdUntil: now } : fireWindow(settings, now, job.clockTolerance, atBoot);
     const fire = `${tag} fire ${at(window.fireTime)}`;
     let lock: Lock;
@@ -99,20 +104,22 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
     }
 
     logger.info(`${fire} acquired ${key} (lease ${job.ttl} ms)`);
-    const startedAt = Date.now();
+    const runStartedAt = Date.now();
     const record = (outcome: JobRun['outcome'], error?: string) => saveLastRun(redlock.stores, redlock.settings.prefix, {
-      name: job.name, host: hostname(), pid: process.pid, worker: cluster.worker?.id, fireTime: window.fireTime, startedAt,
-      durationMs: outcome === 'running' ? undefined : Date.now() - startedAt, outcome, error,
+      name: job.name, host: hostname(), pid: process.pid, worker: cluster.worker?.id, fireTime: window.fireTime,
+      startedAt: runStartedAt, durationMs: outcome === 'running' ? undefined : Date.now() - runStartedAt, outcome, error,
     }).catch((err: Error) => logger.warn(`${fire} last run not recorded: ${err.message}`));
+    let finalRecord: Promise<unknown> | undefined; // written once: when the lease is lost, by the app closing, or at the task's end
     const controller = new AbortController();
     const stop = keepAlive(lock, job.ttl, job.maxHold, err => {
       logger.error(`${fire} lease lost: ${err.message}`);
       controller.abort(err);
-      record('lease-lost', err.message); // now: the task may outlive its app (the record then could not be written)
+      // Now, with its reason: the task may outlive its app, and a later write could overwrite the
+      // record of a newer run that took the lock meanwhile.
+      finalRecord ??= record('lease-lost', err.message);
     });
     let ending: Promise<string> | undefined;
     const end = () => (ending ??= finish(lock, window, redlock));
-    let finalRecord: Promise<unknown> | undefined; // written once: by the task's end, or by the app closing first
     let taskEnded = false;
     // The app closing mid-run (a deploy): released now, the same fire could start again on a machine
     // whose clock is behind. The run ends as at its end instead (the window kept), and is told to stop;
@@ -144,7 +151,7 @@ export function lockedTask(task: Task, settings: FireSettings, job: JobSettings,
       // !isHeld: the task's last step blocked the event loop past the lease, before any timer could tell.
       if (controller.signal.aborted || !lock.isHeld) outcome = 'lease-lost';
       finalRecord ??= end().then(() => record(outcome, error));
-      logger.info(`${fire} ${await end()} after ${Date.now() - startedAt} ms (${outcome})`);
+      logger.info(`${fire} ${await end()} after ${Date.now() - runStartedAt} ms (${outcome})`);
       await finalRecord;
     }
   };
