@@ -226,8 +226,23 @@ redis.call('hset', KEYS[1], 'fence', ARGV[1])
 if ARGV[2] == 'write' then redis.call('hset', KEYS[1], 'value', ARGV[3]) end
 return { 1, redis.call('hget', KEYS[1], 'value') }`;
 
+/**
+ * Writes a scheduled job's last-run record (KEYS[1], JSON with `startedAt`) unless it holds a newer
+ * run's: a run that learns late that it lost its lease must not overwrite the record of the run that
+ * took the lock meanwhile (the same run's records, 'running' then its end, share one startedAt).
+ * ARGV: the record, its startedAt, how long to keep it (ms). Returns 1 when written.
+ */
+export const SAVE_RECORD = `
+local old = redis.call('get', KEYS[1])
+if old then
+  local ok, run = pcall(cjson.decode, old)
+  if ok and type(run) == 'table' and tonumber(run.startedAt) and tonumber(run.startedAt) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1`;
+
 /** The lock stores' scripts by name. */
-export const SCRIPTS = { ACQUIRE, ACQUIRE_FAIR, LEAVE, RELEASE, EXTEND } as const;
+export const SCRIPTS = { ACQUIRE, ACQUIRE_FAIR, LEAVE, RELEASE, EXTEND, SAVE_RECORD } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;
 

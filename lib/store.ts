@@ -297,8 +297,9 @@ export class LockStore {
     return this.bounded(this.client.get(key));
   }
 
-  async setValue(key: string, value: string, ttl: number): Promise<void> {
-    await this.bounded(this.client.set(key, value, 'PX', ttl));
+  /** Writes a job's last-run record for `ttl` ms unless the key holds a later run's (scripts.ts SAVE_RECORD). */
+  async saveRecord(key: string, record: string, startedAt: number, ttl: number): Promise<void> {
+    await this.run('SAVE_RECORD', [ key ], [ record, startedAt, ttl ]);
   }
 
   private run(name: ScriptName, keys: string[], args: Array<string | number>, resend = true): Promise<unknown> {

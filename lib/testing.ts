@@ -30,7 +30,7 @@ export async function holdElsewhere(redlock: Redlock, name: string, ttl = 60000,
   };
 }
 
-const STEPS = [ 'acquire', 'leaveQueues', 'release', 'extend', 'getValue', 'setValue' ] as const;
+const STEPS = [ 'acquire', 'leaveQueues', 'release', 'undo', 'extend', 'getValue', 'saveRecord' ] as const;
 
 /** Makes every Redis node of `redlock` fail as if unreachable, until the returned function is called. */
 export function simulateRedisDown(redlock: Redlock): () => void {

@@ -79,6 +79,21 @@ describe('scheduled runs: records and windows at the edges', () => {
     assert.deepEqual(await other.lastRun('order'), newer);
   });
 
+  it('keeps a newer run\'s record when an older run learns only afterwards that it lost its lease', async () => {
+    const logger = new MemoryLogger();
+    let open!: () => void;
+    const run = lockedTask(() => new Promise<void>(resolve => { open = resolve; }), {}, job('late-loss', 2000), worker, logger)({});
+    await sleep(100);
+    await views[0].del(worker.key('late-loss')); // a failover, a flush: its next extension (in ~1 s) will tell
+    await lockedTask(async () => 'newer', {}, job('late-loss'), other, new MemoryLogger())({}); // another machine runs meanwhile
+    const newer = (await other.lastRun('late-loss'))!;
+    assert.equal(newer.outcome, 'succeeded');
+    while (!logger.lines.some(l => /lease lost/.test(l))) await sleep(20);
+    open();
+    await run;
+    assert.deepEqual(await other.lastRun('late-loss'), newer);
+  });
+
   it('counts a cron fire as its tick\'s also when the wall clock was stepped back 1.5 s after its timer was set', async () => {
     const settings = { cron: '*/10 * * * * *' };
     const tick = Math.ceil(realNow() / 10000) * 10000 + 10000;

@@ -32,9 +32,9 @@ async function fromAnyNode<T>(calls: Array<Promise<T>>): Promise<Array<PromiseSe
 /** Records outlive their run this long, so a weekly job's last run can still be read. */
 const RECORD_TTL = 30 * 24 * 3600 * 1000;
 
-/** Writes the record on every node that answers; a record is information, not a lock, so no quorum. */
+/** Writes the record on every node that answers (not over a later run's); a record is information, not a lock, so no quorum. */
 export async function saveLastRun(stores: LockStore[], prefix: string, run: JobRun): Promise<void> {
-  await fromAnyNode(stores.map(store => store.setValue(lastRunKey(prefix, run.name), JSON.stringify(run), RECORD_TTL)));
+  await fromAnyNode(stores.map(store => store.saveRecord(lastRunKey(prefix, run.name), JSON.stringify(run), run.startedAt, RECORD_TTL)));
 }
 
 /**
