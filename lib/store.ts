@@ -68,6 +68,15 @@ const GRANTING = new Set<ScriptName>([ 'ACQUIRE', 'ACQUIRE_FAIR' ]);
 
 const LOADED = Object.fromEntries(Object.entries(SCRIPTS).map(([ name, lua ]) => [ name, script(lua) ])) as Record<ScriptName, Script>;
 
+/** Loads the lock scripts on a connection each time it comes up, and now if it is up. */
+function loadScriptsOn(connection: RedisLike): void {
+  const load = () => {
+    for (const { lua } of Object.values(LOADED)) connection.script('LOAD', lua).catch(() => undefined);
+  };
+  connection.on('ready', load);
+  if (connection.status === 'ready') load();
+}
+
 /** Waits for every promise, then rethrows the first failure: one slot's node failing does not stop the others. */
 async function settleAll<T>(promises: Array<Promise<T>>): Promise<T[]> {
   const results = await Promise.allSettled(promises);
@@ -124,14 +133,13 @@ export class LockStore {
     this.keyPrefix = client.options?.keyPrefix ?? '';
     // Load the scripts whenever a connection is (re)established, before anything else is sent on
     // it: an EVALSHA that meets NOSCRIPT is re-sent as EVAL *after* commands queued behind it, so
-    // a release could overtake the acquisition it should undo. (A Cluster routes SCRIPT LOAD to one
-    // node only; there the EVAL fallback alone remains.)
-    if (!this.clustered) {
-      const load = () => {
-        for (const { lua } of Object.values(LOADED)) client.script('LOAD', lua).catch(() => undefined);
-      };
-      client.on('ready', load);
-      if (client.status === 'ready') load();
+    // a release could overtake the acquisition it should undo (and an undo is not re-sent at all).
+    // A Cluster routes SCRIPT LOAD to one node only: there every node's connection loads them.
+    if (this.clustered) {
+      for (const node of client.nodes()) loadScriptsOn(node);
+      client.on('+node', loadScriptsOn);
+    } else {
+      loadScriptsOn(client);
     }
   }
 

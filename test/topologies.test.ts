@@ -11,7 +11,7 @@ import { defaultConfig, RedlockConfig } from '../lib/config';
 import type { Lock } from '../lib/lock';
 import type { Redlock } from '../lib/redlock';
 import type { RedisLike } from '../lib/store';
-import { SCRIPTS } from '../lib/scripts';
+import { script, SCRIPTS } from '../lib/scripts';
 import { eventually, MemoryLogger, scriptCalls } from './support/clients';
 import { killAll, RedisServer, startRedisCluster } from './support/redis-server';
 
@@ -267,6 +267,20 @@ describe('Redis Cluster as one logical node', function() {
       await assert.rejects(a.lock(name, 1000), (err: Error) => err instanceof RangeError && err.message.includes(`only to close a hash tag ('{order}:1'), or the plugin's keys beside the lock would land in another slot; got '${name}'`));
     }
     await assert.rejects(a.tryLock([ 'fine', 'odd}' ], 1000), /got 'odd}'/);
+  });
+
+  it('loads its scripts on every node, so none meets NOSCRIPT (an undo is not re-sent as EVAL)', async () => {
+    const fresh = await connectRedlock(config, new MemoryLogger());
+    try {
+      await Promise.all(views.map(view => view.script('FLUSH')));
+      (fresh.stores[0].client as unknown as Cluster).nodes().forEach(node => node.emit('ready')); // as a reconnect does
+      const shas = Object.values(SCRIPTS).map(lua => script(lua).sha);
+      await eventually(async () => {
+        for (const view of views) assert.deepEqual(await view.script('EXISTS', ...shas), shas.map(() => 1));
+      });
+    } finally {
+      await fresh.close();
+    }
   });
 
   it('refuses to boot an app whose scheduled job has such a name, instead of failing every fire', async () => {
