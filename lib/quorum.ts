@@ -72,7 +72,6 @@ function askEveryNode(stores: LockStore[], ask: (store: LockStore) => Promise<Om
 /** How long a refused attempt waits for the nodes that have not answered (see askEveryNode). */
 const REFUSAL_GRACE_MS = 50;
 
-
 /** A node's answer as its NodeOutcome. */
 function answered(store: LockStore, outcome: Omit<NodeOutcome, 'node'>): NodeOutcome {
   return { node: store.node, ...outcome };

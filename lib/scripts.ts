@@ -236,7 +236,8 @@ export const SAVE_RECORD = `
 local old = redis.call('get', KEYS[1])
 if old then
   local ok, run = pcall(cjson.decode, old)
-  if ok and type(run) == 'table' and tonumber(run.startedAt) and tonumber(run.startedAt) > tonumber(ARGV[2]) then return 0 end
+  local started = ok and type(run) == 'table' and tonumber(run.startedAt)
+  if started and started > tonumber(ARGV[2]) then return 0 end
 end
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1`;

@@ -311,10 +311,9 @@ export class LockStore {
   }
 
   private run(name: ScriptName, keys: string[], args: Array<string | number>, resend = true): Promise<unknown> {
-    if (!GRANTING.has(name)) return this.bounded(runScript(this.client as any, LOADED[name], keys, args, () => resend));
     let gaveUp = false;
-    const reply = this.bounded(runScript(this.client as any, LOADED[name], keys, args, () => !gaveUp));
-    reply.catch(() => { gaveUp = true; });
+    const reply = this.bounded(runScript(this.client as any, LOADED[name], keys, args, () => resend && !gaveUp));
+    if (GRANTING.has(name)) reply.catch(() => { gaveUp = true; });
     return reply;
   }
 

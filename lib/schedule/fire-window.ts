@@ -23,16 +23,6 @@ export interface FireWindow {
 }
 
 /**
- * Cron: every machine fires tick T by its own clock, so the run is tied to the tick nearest to now
- * (a worker gets its agent's message within ms; see EARLY_BOOT_RUN_MS for a run at boot) and the
- * lock is held until half-way to the next tick, or `clockTolerance` after T when that is sooner. A machine whose clock differs by less than
- * that fires T while the lock is still held (and skips), and fires T+1 after it is gone.
- *
- * Interval: timers of different machines are not aligned, so there is no shared tick: the lock is
- * held for the interval less a margin for timer jitter (10%, at most 1 s), which lets at most one run
- * per interval through across the fleet while the winner's own next timer finds it free.
- */
-/**
  * How far before its tick a run at boot (`immediate: true`) still counts as that tick's, as a timer
  * firing a little early would. One that comes sooner is not the tick's: taking the tick's window, it
  * would make the whole fleet skip the tick itself. (Any other run counts as the nearest tick's from
@@ -40,6 +30,17 @@ export interface FireWindow {
  */
 const EARLY_BOOT_RUN_MS = 1000;
 
+/**
+ * Cron: every machine fires tick T by its own clock, so the run is tied to the tick nearest to now
+ * (a worker gets its agent's message within ms; see EARLY_BOOT_RUN_MS for a run at boot) and the
+ * lock is held until half-way to the next tick, or `clockTolerance` after T when that is sooner. A
+ * machine whose clock differs by less than that fires T while the lock is still held (and skips),
+ * and fires T+1 after it is gone.
+ *
+ * Interval: timers of different machines are not aligned, so there is no shared tick: the lock is
+ * held for the interval less a margin for timer jitter (10%, at most 1 s), which lets at most one run
+ * per interval through across the fleet while the winner's own next timer finds it free.
+ */
 export function fireWindow(settings: FireSettings, now: number, clockTolerance: number, atBoot = false): FireWindow {
   if (settings.interval) {
     const period = ms(settings.interval);

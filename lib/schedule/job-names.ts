@@ -47,8 +47,12 @@ export function linkedJobNames(dirs: string[]): Map<string, string> {
     for (const entry of readdirSync(dir)) {
       const file = path.join(dir, entry);
       try {
-        if (statSync(file).isDirectory()) walk(file, path.join(relative, entry));
-        else if (realpathSync(file) !== file) names.set(realpathSync(file), nameOf(path.join(relative, entry)));
+        if (statSync(file).isDirectory()) {
+          walk(file, path.join(relative, entry));
+          continue;
+        }
+        const target = realpathSync(file);
+        if (target !== file) names.set(target, nameOf(path.join(relative, entry)));
       } catch {
         // a dangling link: nothing egg-schedule could load
       }
